@@ -1,0 +1,143 @@
+// Shared by the Node tests: the real local S3 server that `npm test` started (or one started here when a test
+// file is run on its own), fresh buckets, temporary trees and byte-exact comparison.
+import { createHash, randomBytes } from 'node:crypto'
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { after } from 'node:test'
+import {
+  S3Client,
+  CreateBucketCommand,
+  ListMultipartUploadsCommand,
+  GetObjectCommand,
+  ListObjectsV2Command,
+} from '@aws-sdk/client-s3'
+
+let serverPromise
+
+/** The server's settings: from `npm test`'s environment, else a server started for this process. */
+export async function server() {
+  if (process.env.S3_FERRY_TEST_ENDPOINT) {
+    return {
+      endpoint: process.env.S3_FERRY_TEST_ENDPOINT,
+      region: process.env.S3_FERRY_TEST_REGION || 'us-east-1',
+      credentials: {
+        accessKeyId: process.env.S3_FERRY_TEST_ACCESS_KEY_ID,
+        secretAccessKey: process.env.S3_FERRY_TEST_SECRET_ACCESS_KEY,
+      },
+      readOnlyCredentials: {
+        accessKeyId: process.env.S3_FERRY_TEST_READER_ACCESS_KEY_ID,
+        secretAccessKey: process.env.S3_FERRY_TEST_READER_SECRET_ACCESS_KEY,
+      },
+    }
+  }
+  if (!serverPromise) {
+    const { startS3Server } = await import('../scripts/s3-server.mjs')
+    serverPromise = startS3Server()
+    after(async () => (await serverPromise).stop())
+  }
+  return serverPromise
+}
+
+/** Client options for the local server. */
+export async function clientOptions(extra = {}) {
+  const s = await server()
+  return { endpoint: s.endpoint, region: s.region, forcePathStyle: true, credentials: s.credentials, ...extra }
+}
+
+let sdk
+/** The AWS SDK, to set up and inspect the server independently of the code under test. */
+export async function s3() {
+  if (!sdk) {
+    const s = await server()
+    sdk = new S3Client({ endpoint: s.endpoint, region: s.region, forcePathStyle: true, credentials: s.credentials })
+  }
+  return sdk
+}
+
+let bucketCounter = 0
+/** A new, empty bucket. */
+export async function makeBucket(prefix = 't') {
+  const name = `${prefix}-${process.pid}-${Date.now().toString(36)}-${bucketCounter++}`
+  await (await s3()).send(new CreateBucketCommand({ Bucket: name }))
+  return name
+}
+
+/** Multipart uploads still open in `bucket`. */
+export async function openUploads(bucket) {
+  const out = await (await s3()).send(new ListMultipartUploadsCommand({ Bucket: bucket }))
+  return out.Uploads ?? []
+}
+
+/** Every key in `bucket` (paging through). */
+export async function listKeys(bucket, prefix = '') {
+  const keys = []
+  let token
+  do {
+    const out = await (await s3()).send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }))
+    for (const o of out.Contents ?? []) keys.push(o.Key)
+    token = out.NextContinuationToken
+  } while (token)
+  return keys
+}
+
+/** An object's bytes, read with the SDK. */
+export async function getObject(bucket, key) {
+  const out = await (await s3()).send(new GetObjectCommand({ Bucket: bucket, Key: key }))
+  return Buffer.from(await out.Body.transformToByteArray())
+}
+
+/** A temporary directory removed after the test file. */
+export function tempDir(label = 'd') {
+  const dir = mkdtempSync(path.join(os.tmpdir(), `s3-ferry-${label}-`))
+  after(() => rmSync(dir, { recursive: true, force: true }))
+  return dir
+}
+
+/** Deterministic pseudo-random bytes (fast for large sizes). */
+export function bytes(size, seed = 1) {
+  const block = createHash('sha256').update(String(seed)).digest()
+  const chunk = Buffer.alloc(Math.min(size, 1 << 20))
+  let h = block
+  for (let i = 0; i < chunk.length; i += 32) {
+    h = createHash('sha256').update(h).digest()
+    h.copy(chunk, i)
+  }
+  const out = Buffer.alloc(size)
+  for (let i = 0; i < size; i += chunk.length) {
+    chunk.copy(out, i, 0, Math.min(chunk.length, size - i))
+    out[i] ^= (i / chunk.length) & 0xff
+  }
+  return out
+}
+
+/** Writes `files` ({ relPath: Buffer|string }) under `dir`. */
+export function writeTree(dir, files) {
+  for (const [rel, content] of Object.entries(files)) {
+    const p = path.join(dir, rel)
+    mkdirSync(path.dirname(p), { recursive: true })
+    writeFileSync(p, content)
+  }
+}
+
+/** { relPath (with /): sha256 } of every file under `dir`. */
+export function treeHashes(dir) {
+  const out = {}
+  const walk = (d) => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      const p = path.join(d, e.name)
+      if (e.isDirectory()) walk(p)
+      else out[path.relative(dir, p).split(path.sep).join('/')] = createHash('sha256').update(readFileSync(p)).digest('hex')
+    }
+  }
+  walk(dir)
+  return out
+}
+
+/** Every file under `dir` (relative paths), for checks that nothing stray was left. */
+export function allFiles(dir) {
+  return Object.keys(treeHashes(dir)).sort()
+}
+
+export const MiB = 1024 * 1024
+export { randomBytes, statSync }

@@ -1,0 +1,124 @@
+'use strict'
+// The public entry point. The native binding (native.js, generated) does the work; this file adds what is
+// JavaScript's business, with the exact types the generated index.d.ts declares:
+// - an already-aborted `signal` rejects at once, without sending any request;
+// - an abort rejects with an AbortError whose `cause` is `signal.reason` (as Node's own APIs do) and whose
+//   `summary` says what completed before the abort; the caller's signal gets one listener, removed when the
+//   call settles, and its `onabort` property is never touched;
+// - a throwing `onProgress` callback cancels the transfer and the promise rejects with what it threw (it can
+//   never become an uncaught exception);
+// - bad argument types reject with a TypeError coded ERR_INVALID_ARG_TYPE.
+const native = require('./native.js')
+
+const EMPTY_SUMMARY = Object.freeze({ files: 0, bytes: 0, skippedFiles: 0, skippedBytes: 0, seconds: 0, bytesPerSecond: 0 })
+
+function abortError(signal, summary) {
+  const err = new Error('the transfer was aborted', { cause: signal.reason })
+  err.name = 'AbortError'
+  err.code = 'ABORT_ERR'
+  err.summary = summary
+  return err
+}
+
+function argTypeError(message) {
+  const err = new TypeError(message)
+  err.code = 'ERR_INVALID_ARG_TYPE'
+  return err
+}
+
+// napi-rs reports a value it cannot convert (a string where a number belongs, a missing field) with its own
+// status codes; give such errors Node's code and class.
+const CONVERSION_STATUSES = new Set([
+  'InvalidArg', 'ObjectExpected', 'StringExpected', 'NameExpected', 'FunctionExpected', 'NumberExpected',
+  'BooleanExpected', 'ArrayExpected', 'BigintExpected', 'DateExpected', 'ArrayBufferExpected',
+])
+
+function normalize(err) {
+  return err && CONVERSION_STATUSES.has(err.code) ? argTypeError(err.message) : err
+}
+
+function run(call, request) {
+  if (request === null || typeof request !== 'object') {
+    return Promise.reject(argTypeError(`the request must be an object, got ${request === null ? 'null' : typeof request}`))
+  }
+  const { signal, onProgress } = request
+  if (signal != null && !(signal instanceof AbortSignal)) {
+    return Promise.reject(argTypeError('signal must be an AbortSignal'))
+  }
+  if (onProgress != null && typeof onProgress !== 'function') {
+    return Promise.reject(argTypeError('onProgress must be a function'))
+  }
+  if (signal?.aborted) return Promise.reject(abortError(signal, { ...EMPTY_SUMMARY }))
+
+  // The native side listens on a signal of our own, so the caller's signal is left as it was.
+  const inner = new AbortController()
+  const forwarded = { ...request, signal: inner.signal }
+  const onAbort = () => inner.abort(signal.reason)
+  signal?.addEventListener('abort', onAbort, { once: true })
+  let callbackError
+  let callbackThrew = false
+  if (onProgress) {
+    forwarded.onProgress = (progress) => {
+      if (callbackThrew) return
+      try {
+        onProgress(progress)
+      } catch (e) {
+        callbackThrew = true
+        callbackError = e
+        inner.abort(e)
+      }
+    }
+  }
+  const settle = () => signal?.removeEventListener('abort', onAbort)
+  let promise
+  try {
+    promise = call(forwarded)
+  } catch (e) {
+    settle()
+    return Promise.reject(normalize(e))
+  }
+  return promise.then(
+    (summary) => {
+      settle()
+      if (callbackThrew) throw callbackError
+      return summary
+    },
+    (err) => {
+      settle()
+      if (callbackThrew) throw callbackError
+      if (err && err.code === 'ABORT_ERR' && signal?.aborted) err.cause = signal.reason
+      throw normalize(err)
+    },
+  )
+}
+
+class TransferClient extends native.TransferClient {
+  constructor(options) {
+    if (options != null && typeof options !== 'object') {
+      throw argTypeError(`options must be an object, got ${typeof options}`)
+    }
+    try {
+      super(options)
+    } catch (e) {
+      throw normalize(e)
+    }
+  }
+
+  upload(request) {
+    return run((r) => super.upload(r), request)
+  }
+
+  download(request) {
+    return run((r) => super.download(r), request)
+  }
+}
+
+function upload(request) {
+  return run(native.upload, request)
+}
+
+function download(request) {
+  return run(native.download, request)
+}
+
+module.exports = { TransferClient, upload, download }

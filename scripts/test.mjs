@@ -1,0 +1,81 @@
+// `npm test`: everything from a fresh clone, nothing assumed but Node, Rust and Python 3.
+//  1. npm packages (npm ci when node_modules is missing or older than the lock file);
+//  2. the debug build of the addon (tests use the debug build; the benchmark builds release), then a check that
+//     the generated files (index.d.ts, native.js) are exactly what is committed;
+//  3. the engine's cargo tests (same target dir as the addon build, so dependencies compile once);
+//  4. a real S3 server (SeaweedFS from PyPI) on loopback, and the Node tests in __test__/ against it.
+// Flags: --skip-build (use the built addon), --only-node, --only-cargo; extra args go to `node --test`.
+import { execFileSync, spawnSync } from 'node:child_process'
+import { existsSync, readdirSync, statSync } from 'node:fs'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
+const args = process.argv.slice(2)
+const flag = (f) => args.includes(f)
+const passthrough = args.filter((a) => !a.startsWith('--skip-') && !a.startsWith('--only-'))
+const TARGET = 'x86_64-unknown-linux-gnu'
+
+function step(name) {
+  console.log(`\n== ${name}`)
+}
+
+function sh(cmd, argv, opts = {}) {
+  const r = spawnSync(cmd, argv, { stdio: 'inherit', cwd: ROOT, ...opts })
+  if (r.status !== 0) {
+    console.error(`${cmd} ${argv.join(' ')} failed (${r.status ?? r.signal})`)
+    process.exit(r.status || 1)
+  }
+}
+
+const lock = path.join(ROOT, 'package-lock.json')
+const installed = path.join(ROOT, 'node_modules', '.package-lock.json')
+if (!existsSync(installed) || statSync(installed).mtimeMs < statSync(lock).mtimeMs) {
+  step('npm ci')
+  sh('npm', ['ci', '--no-audit', '--no-fund'])
+}
+
+if (!flag('--only-node')) {
+  if (!flag('--skip-build')) {
+    step('build the addon (debug)')
+    sh('npx', ['napi', 'build', '--platform', '--js', 'native.js', '--dts', 'index.d.ts', '--no-const-enum'])
+    const inGit = spawnSync('git', ['rev-parse', '--is-inside-work-tree'], { cwd: ROOT }).status === 0
+    if (inGit) {
+      const diff = spawnSync('git', ['diff', '--exit-code', '--stat', '--', 'index.d.ts', 'native.js'], { cwd: ROOT, stdio: 'inherit' })
+      if (diff.status !== 0) {
+        console.error('The build changed generated files (index.d.ts / native.js): regenerate and commit them.')
+        process.exit(1)
+      }
+    }
+  }
+  step('cargo test (engine)')
+  sh('cargo', ['test', '--lib', '--target', TARGET])
+  if (flag('--only-cargo')) process.exit(0)
+}
+
+step('start the local S3 server')
+const { startS3Server } = await import('./s3-server.mjs')
+const server = await startS3Server()
+console.log(`SeaweedFS S3 at ${server.endpoint}`)
+const env = {
+  ...process.env,
+  S3_FERRY_TEST_ENDPOINT: server.endpoint,
+  S3_FERRY_TEST_REGION: server.region,
+  S3_FERRY_TEST_ACCESS_KEY_ID: server.credentials.accessKeyId,
+  S3_FERRY_TEST_SECRET_ACCESS_KEY: server.credentials.secretAccessKey,
+  S3_FERRY_TEST_READER_ACCESS_KEY_ID: server.readOnlyCredentials.accessKeyId,
+  S3_FERRY_TEST_READER_SECRET_ACCESS_KEY: server.readOnlyCredentials.secretAccessKey,
+  AWS_EC2_METADATA_DISABLED: 'true',
+}
+let status = 1
+try {
+  step('node --test __test__/')
+  const files = readdirSync(path.join(ROOT, '__test__'))
+    .filter((f) => f.endsWith('.test.mjs'))
+    .map((f) => path.join('__test__', f))
+  const r = spawnSync(process.execPath, ['--test', '--test-concurrency=2', ...passthrough, ...files], { stdio: 'inherit', cwd: ROOT, env })
+  status = r.status ?? 1
+} finally {
+  await server.stop()
+}
+process.exit(status)

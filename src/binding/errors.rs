@@ -1,0 +1,51 @@
+//! Engine errors → JavaScript `Error` objects with a stable `code` and the bucket, key, path and HTTP status
+//! they concern. Bad-argument errors are `TypeError`s, as Node's own `ERR_INVALID_ARG_*` are; a cancel is an
+//! `AbortError` carrying the summary of what completed before it.
+
+use napi::bindgen_prelude::*;
+use napi::{JsTypeError, Status};
+
+use super::TransferSummary;
+use crate::engine::Error;
+
+/// Builds the JavaScript error for `e` and wraps it so napi throws or rejects with exactly that object.
+pub fn to_js_error(env: &Env, e: &Error) -> napi::Error {
+  match build(env, e) {
+    Ok(obj) => napi::Error::from(obj.to_unknown()),
+    // Building failed (the environment is shutting down): a plain error still carries the message.
+    Err(_) => napi::Error::new(Status::GenericFailure, e.to_string()),
+  }
+}
+
+fn build<'env>(env: &'env Env, e: &Error) -> Result<Object<'env>> {
+  let message = e.to_string();
+  let mut obj = if matches!(e, Error::InvalidArgument { .. }) {
+    let raw = unsafe { JsTypeError::from(napi::Error::new(Status::InvalidArg, message)).into_value(env.raw()) };
+    Object::from_raw(env.raw(), raw)
+  } else {
+    env.create_error(napi::Error::new(Status::GenericFailure, message))?
+  };
+  obj.set("code", e.code())?;
+  if let Error::Cancelled { summary } = e {
+    obj.set("name", "AbortError")?;
+    if let Some(summary) = summary {
+      obj.set("summary", TransferSummary::from(*summary))?;
+    }
+  }
+  if let Some(bucket) = e.bucket() {
+    obj.set("bucket", bucket)?;
+  }
+  if let Some(key) = e.key() {
+    obj.set("key", key)?;
+  }
+  if let Some(path) = e.path() {
+    obj.set("path", path.to_string_lossy().as_ref())?;
+  }
+  if let Some(status) = e.status_code() {
+    obj.set("statusCode", status as u32)?;
+  }
+  if let Some(upload_id) = e.remaining_upload_id() {
+    obj.set("uploadId", upload_id)?;
+  }
+  Ok(obj)
+}

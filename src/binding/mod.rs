@@ -1,0 +1,268 @@
+//! The napi layer: the only code that knows about Node. It converts options, signals and callbacks into engine
+//! requests, runs them on napi's tokio runtime, and turns engine results into JavaScript values and errors.
+
+// napi-derive registers exports only outside `cfg(test)`, so under `cargo test` the exported fns look unused.
+#![cfg_attr(test, allow(dead_code))]
+
+mod errors;
+mod options;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use napi::bindgen_prelude::*;
+use napi::threadsafe_function::ThreadsafeFunctionCallMode;
+use napi_derive::napi;
+
+use crate::engine::{self, CancellationToken, Control, Engine, ProgressSink};
+use errors::to_js_error;
+pub use options::{ClientOptions, DownloadRequest, UploadRequest};
+
+/// What a finished upload or download resolves to.
+#[napi(object, object_from_js = false)]
+pub struct TransferSummary {
+  /// Files transferred.
+  pub files: f64,
+  /// Bytes transferred.
+  pub bytes: f64,
+  /// Files skipped (uploads: symlinks and special files in `localDir`).
+  pub skipped_files: f64,
+  /// Bytes of the skipped files.
+  pub skipped_bytes: f64,
+  /// Wall time of the call, in seconds.
+  pub seconds: f64,
+  /// `bytes / seconds`.
+  pub bytes_per_second: f64,
+}
+
+/// A progress event.
+#[napi(object, object_from_js = false)]
+pub struct TransferProgress {
+  /// Bytes moved so far; never decreases, never exceeds `totalBytes`.
+  pub transferred_bytes: f64,
+  /// Bytes to move in all. Known before the first event for uploads and prefix downloads; for an explicit
+  /// `objects` list it grows as each object's size is learned from its first response.
+  pub total_bytes: f64,
+  /// Files finished (zero-byte files included).
+  pub completed_files: f64,
+  /// Files in the call.
+  pub total_files: f64,
+  /// Files skipped.
+  pub skipped_files: f64,
+  /// Bytes of the skipped files.
+  pub skipped_bytes: f64,
+  /// Throughput over about the last two seconds; the final event carries the call's average.
+  pub bytes_per_second: f64,
+}
+
+/// The settings a client runs with, defaults and derived values resolved.
+#[napi(object, object_from_js = false)]
+pub struct ResolvedSettings {
+  pub max_pool_connections: u32,
+  pub upload_workers: u32,
+  pub download_workers: u32,
+  pub part_size: f64,
+  pub multipart_threshold: f64,
+  pub small_file_threshold_multiplier: u32,
+  pub max_attempts: u32,
+  /// `whenSupported` or `whenRequired`.
+  pub checksum: String,
+}
+
+impl From<engine::Progress> for TransferProgress {
+  fn from(p: engine::Progress) -> Self {
+    TransferProgress {
+      transferred_bytes: p.transferred_bytes as f64,
+      total_bytes: p.total_bytes as f64,
+      completed_files: p.completed_files as f64,
+      total_files: p.total_files as f64,
+      skipped_files: p.skipped_files as f64,
+      skipped_bytes: p.skipped_bytes as f64,
+      bytes_per_second: p.bytes_per_second,
+    }
+  }
+}
+
+impl From<engine::Summary> for TransferSummary {
+  fn from(s: engine::Summary) -> Self {
+    TransferSummary {
+      files: s.files as f64,
+      bytes: s.bytes as f64,
+      skipped_files: s.skipped_files as f64,
+      skipped_bytes: s.skipped_bytes as f64,
+      seconds: s.seconds,
+      bytes_per_second: s.bytes_per_second,
+    }
+  }
+}
+
+/// Moves files between local disk and S3. One client owns one connection pool (at most `maxPoolConnections`
+/// connections and requests in flight), shared by every call made on it; create one and reuse it.
+///
+/// ```js
+/// const client = new TransferClient({ endpoint: 'http://127.0.0.1:9000', forcePathStyle: true })
+/// const summary = await client.upload({ bucket: 'jobs', localDir: './bundle', keyPrefix: 'job-42/' })
+/// ```
+#[napi]
+pub struct TransferClient {
+  engine: Arc<Engine>,
+}
+
+#[napi]
+impl TransferClient {
+  /// Validates the options (throwing `ERR_INVALID_ARG_TYPE` / `ERR_INVALID_ARG_VALUE`). Sends nothing: the
+  /// credentials are resolved on the first transfer.
+  #[napi(constructor)]
+  pub fn new(env: Env, options: Option<ClientOptions>) -> Result<Self> {
+    let config = options.unwrap_or_default().into_config().map_err(|e| to_js_error(&env, &e))?;
+    let engine = Engine::new(config).map_err(|e| to_js_error(&env, &e))?;
+    Ok(TransferClient { engine })
+  }
+
+  /// The settings in force, with defaults and derived worker counts resolved.
+  #[napi(getter)]
+  pub fn settings(&self) -> ResolvedSettings {
+    let c = self.engine.config();
+    ResolvedSettings {
+      max_pool_connections: c.max_pool_connections as u32,
+      upload_workers: c.effective_upload_workers() as u32,
+      download_workers: c.effective_download_workers() as u32,
+      part_size: c.part_size as f64,
+      multipart_threshold: c.multipart_threshold as f64,
+      small_file_threshold_multiplier: c.small_file_threshold_multiplier as u32,
+      max_attempts: c.max_attempts,
+      checksum: match c.effective_checksum() {
+        engine::ChecksumMode::WhenSupported => "whenSupported".to_owned(),
+        engine::ChecksumMode::WhenRequired => "whenRequired".to_owned(),
+      },
+    }
+  }
+
+  /// Uploads `files`, or every file under `localDir` to `keyPrefix` + its relative path.
+  ///
+  /// Rejects with an `Error` whose `code` is the S3 error code (`NoSuchBucket`, `AccessDenied`, ...), a
+  /// Node-style code for local files (`ENOENT`, `EISDIR`, `EACCES`, with `path`), `ERR_INVALID_ARG_*` for bad
+  /// input (before any request), or `ABORT_ERR` (`name: 'AbortError'`) when `signal` aborts.
+  #[napi]
+  pub fn upload<'env>(&self, env: &'env Env, mut request: UploadRequest) -> Result<PromiseRaw<'env, TransferSummary>> {
+    let engine_request = request.to_engine().map_err(|e| to_js_error(env, &e))?;
+    let control = control(env, request.signal.as_ref(), request.on_progress.take(), request.progress_interval_ms)?;
+    let engine = self.engine.clone();
+    run(env, control, move |control| async move { engine.upload(engine_request, control).await })
+  }
+
+  /// Downloads `objects`, or every key under `keyPrefix` into `localDir`. Each file is written to a temporary
+  /// file beside its destination and renamed into place only when complete. Errors as for `upload`.
+  #[napi]
+  pub fn download<'env>(&self, env: &'env Env, mut request: DownloadRequest) -> Result<PromiseRaw<'env, TransferSummary>> {
+    let engine_request = request.to_engine().map_err(|e| to_js_error(env, &e))?;
+    let control = control(env, request.signal.as_ref(), request.on_progress.take(), request.progress_interval_ms)?;
+    let engine = self.engine.clone();
+    run(env, control, move |control| async move { engine.download(engine_request, control).await })
+  }
+}
+
+/// One-shot upload: client options and the request in one object. Calls with identical client options share
+/// one client (and so one connection pool).
+#[napi(js_name = "upload", ts_args_type = "request: ClientOptions & UploadRequest")]
+pub fn upload_once<'env>(env: &'env Env, request: Object<'env>) -> Result<PromiseRaw<'env, TransferSummary>> {
+  let engine = shared_client(env, &request)?;
+  let mut request = unsafe { UploadRequest::from_napi_value(env.raw(), request.raw())? };
+  let engine_request = request.to_engine().map_err(|e| to_js_error(env, &e))?;
+  let control = control(env, request.signal.as_ref(), request.on_progress.take(), request.progress_interval_ms)?;
+  run(env, control, move |control| async move { engine.upload(engine_request, control).await })
+}
+
+/// One-shot download: client options and the request in one object. Calls with identical client options share
+/// one client.
+#[napi(js_name = "download", ts_args_type = "request: ClientOptions & DownloadRequest")]
+pub fn download_once<'env>(env: &'env Env, request: Object<'env>) -> Result<PromiseRaw<'env, TransferSummary>> {
+  let engine = shared_client(env, &request)?;
+  let mut request = unsafe { DownloadRequest::from_napi_value(env.raw(), request.raw())? };
+  let engine_request = request.to_engine().map_err(|e| to_js_error(env, &e))?;
+  let control = control(env, request.signal.as_ref(), request.on_progress.take(), request.progress_interval_ms)?;
+  run(env, control, move |control| async move { engine.download(engine_request, control).await })
+}
+
+/// Clients of the one-shot functions, by their configuration. A handful of distinct option sets is normal;
+/// past `MAX_SHARED_CLIENTS` the cache starts over rather than grow without bound.
+static SHARED_CLIENTS: Mutex<Option<HashMap<engine::ClientConfig, Arc<Engine>>>> = Mutex::new(None);
+const MAX_SHARED_CLIENTS: usize = 16;
+
+fn shared_client(env: &Env, request: &Object) -> Result<Arc<Engine>> {
+  let options = unsafe { ClientOptions::from_napi_value(env.raw(), request.raw())? };
+  let config = options.into_config().map_err(|e| to_js_error(env, &e))?;
+  let mut guard = SHARED_CLIENTS.lock().unwrap_or_else(|p| p.into_inner());
+  let cache = guard.get_or_insert_with(HashMap::new);
+  if let Some(engine) = cache.get(&config) {
+    return Ok(engine.clone());
+  }
+  if cache.len() >= MAX_SHARED_CLIENTS {
+    cache.clear();
+  }
+  let engine = Engine::new(config.clone()).map_err(|e| to_js_error(env, &e))?;
+  cache.insert(config, engine.clone());
+  Ok(engine)
+}
+
+/// The engine control for a call: a token cancelled by `signal`, and a progress sink that queues events to the
+/// JavaScript callback without ever blocking the transfer.
+fn control(
+  env: &Env,
+  signal: Option<&AbortSignal>,
+  on_progress: Option<options::ProgressCallback>,
+  interval_ms: Option<f64>,
+) -> Result<(Control, Option<Arc<options::ProgressCallback>>)> {
+  let progress_interval = options::progress_interval(interval_ms).map_err(|e| to_js_error(env, &e))?;
+  let cancel = CancellationToken::new();
+  if let Some(signal) = signal {
+    let token = cancel.clone();
+    signal.on_abort(move || token.cancel());
+  }
+  let callback = on_progress.map(Arc::new);
+  let progress = callback.clone().map(|f| {
+    Arc::new(move |p: engine::Progress| {
+      f.call(p.into(), ThreadsafeFunctionCallMode::NonBlocking);
+    }) as ProgressSink
+  });
+  Ok((Control { cancel, progress, progress_interval }, callback))
+}
+
+/// Runs an engine call on napi's tokio runtime. On success the final progress event is delivered (awaited, so
+/// it reaches JavaScript before the promise resolves); then the callback is released so nothing keeps the
+/// event loop alive.
+fn run<'env, F, Fut>(
+  env: &'env Env,
+  (control, callback): (Control, Option<Arc<options::ProgressCallback>>),
+  call: F,
+) -> Result<PromiseRaw<'env, TransferSummary>>
+where
+  F: FnOnce(Control) -> Fut + Send + 'static,
+  Fut: Future<Output = engine::Result<engine::Summary>> + Send + 'static,
+{
+  env.spawn_future_with_callback(
+    async move {
+      let result = call(control).await;
+      if let (Ok(summary), Some(callback)) = (&result, &callback) {
+        let last = TransferProgress {
+          transferred_bytes: summary.bytes as f64,
+          total_bytes: summary.bytes as f64,
+          completed_files: summary.files as f64,
+          total_files: summary.files as f64,
+          skipped_files: summary.skipped_files as f64,
+          skipped_bytes: summary.skipped_bytes as f64,
+          bytes_per_second: summary.bytes_per_second,
+        };
+        // A throwing callback is the JavaScript wrapper's business; here it must not fail the transfer.
+        let _ = callback.call_async(last).await;
+      }
+      drop(callback);
+      Ok(result)
+    },
+    |env, result| match result {
+      Ok(summary) => Ok(TransferSummary::from(summary)),
+      Err(e) => Err(to_js_error(env, &e)),
+    },
+  )
+}

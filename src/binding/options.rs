@@ -1,0 +1,230 @@
+//! JavaScript → engine: option and request objects, converted at the boundary and validated before any request.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use napi::bindgen_prelude::AbortSignal;
+use napi::threadsafe_function::ThreadsafeFunction;
+use napi::Status;
+use napi_derive::napi;
+
+use crate::engine::{self, ChecksumMode, ClientConfig, Error, StaticCredentials};
+
+/// Explicit credentials. Never printed in errors or logs.
+#[napi(object, object_to_js = false)]
+pub struct Credentials {
+  pub access_key_id: String,
+  pub secret_access_key: String,
+  /// For temporary credentials (STS, SSO).
+  pub session_token: Option<String>,
+}
+
+/// When uploads send a request checksum.
+#[napi(string_enum = "camelCase")]
+pub enum ChecksumPolicy {
+  /// A CRC32 with every upload (AWS S3 verifies it). Default for AWS.
+  WhenSupported,
+  /// Only when the operation requires one. Default for a custom `endpoint`, since some S3-compatible stores
+  /// reject the streaming checksum trailer.
+  WhenRequired,
+}
+
+/// Options of a `TransferClient` (and of the one-shot `upload` / `download`).
+#[napi(object, object_to_js = false)]
+#[derive(Default)]
+pub struct ClientOptions {
+  /// AWS region. Default: `AWS_REGION` / `AWS_DEFAULT_REGION`, the profile's region, else `us-east-1`.
+  pub region: Option<String>,
+  /// Endpoint URL of an S3-compatible store, e.g. `http://127.0.0.1:9000`.
+  pub endpoint: Option<String>,
+  /// Address buckets as `endpoint/bucket/key` (most S3-compatible stores need this). Default `false`.
+  pub force_path_style: Option<bool>,
+  /// Explicit credentials. Default: the standard AWS chain (environment, shared config and credentials files,
+  /// SSO, container and instance metadata; the metadata lookup gives up after 250 ms off EC2).
+  pub credentials: Option<Credentials>,
+  /// Named profile of the shared AWS config files.
+  pub profile: Option<String>,
+  /// Hard cap on open connections and requests in flight, across every call on the client. Default 50.
+  pub max_pool_connections: Option<f64>,
+  /// Big files uploaded at once (each keeps up to 10 requests in flight); small files share the same budget of
+  /// `uploadWorkers × 10` requests. Default `floor(maxPoolConnections / min(smallFileThresholdMultiplier, 10))`.
+  pub upload_workers: Option<f64>,
+  /// Big files downloaded at once; default `floor(maxPoolConnections / 10)`.
+  pub download_workers: Option<f64>,
+  /// Multipart part size in bytes, 5 MiB to 5 GiB. Default 8 MiB (grown for files that would need more than
+  /// 10,000 parts).
+  pub part_size: Option<f64>,
+  /// Files larger than this (bytes) use multipart upload and ranged parallel download. Default 8 MiB.
+  pub multipart_threshold: Option<f64>,
+  /// The original system's "small file" multiplier, used to derive `uploadWorkers`. Default 20.
+  pub small_file_threshold_multiplier: Option<f64>,
+  /// Attempts per request, the first included (standard retry mode, exponential backoff with jitter). Default 5.
+  pub max_attempts: Option<f64>,
+  /// Upload checksum policy; default `whenRequired` with a custom `endpoint`, else `whenSupported`.
+  pub checksum: Option<ChecksumPolicy>,
+}
+
+/// A local file and the key it is uploaded to.
+#[napi(object, object_to_js = false)]
+pub struct UploadFileEntry {
+  /// Local path (absolute, or relative to the working directory).
+  pub path: String,
+  /// Destination key.
+  pub key: String,
+}
+
+/// An object and the local path it is downloaded to.
+#[napi(object, object_to_js = false)]
+pub struct DownloadObjectEntry {
+  /// Source key.
+  pub key: String,
+  /// Local destination path; its directory is created if missing.
+  pub path: String,
+}
+
+/// The progress callback: called on the JavaScript thread, at most once per `progressIntervalMs`, and once
+/// more with the final totals before the promise resolves.
+pub type ProgressCallback = ThreadsafeFunction<super::TransferProgress, (), super::TransferProgress, Status, false>;
+
+/// What to upload: `files`, or `localDir` (+ `keyPrefix`).
+#[napi(object, object_to_js = false)]
+pub struct UploadRequest {
+  /// Destination bucket.
+  pub bucket: String,
+  /// Explicit files. Give either this or `localDir`.
+  pub files: Option<Vec<UploadFileEntry>>,
+  /// Upload every regular file under this directory, to `keyPrefix` + its `/`-separated relative path.
+  /// Symlinks and special files are not followed; they count as skipped.
+  pub local_dir: Option<String>,
+  /// Prepended to the relative paths of `localDir` (include the trailing `/` if you want one). Default "".
+  pub key_prefix: Option<String>,
+  /// Cancels the upload: the promise rejects with an `AbortError`, multipart uploads are aborted on the server.
+  pub signal: Option<AbortSignal>,
+  /// Progress events.
+  #[napi(ts_type = "(progress: TransferProgress) => void")]
+  pub on_progress: Option<ProgressCallback>,
+  /// At most one progress event per this many milliseconds. Default 100.
+  pub progress_interval_ms: Option<f64>,
+}
+
+/// What to download: `objects`, or `keyPrefix` + `localDir`.
+#[napi(object, object_to_js = false)]
+pub struct DownloadRequest {
+  /// Source bucket.
+  pub bucket: String,
+  /// Explicit objects. Give either this or `localDir`.
+  pub objects: Option<Vec<DownloadObjectEntry>>,
+  /// Download every key under `keyPrefix` into this directory, recreating the tree.
+  pub local_dir: Option<String>,
+  /// The listed prefix; it is removed from keys to form relative paths. Default "" (the whole bucket).
+  pub key_prefix: Option<String>,
+  /// Cancels the download: the promise rejects with an `AbortError`, temporary files are removed.
+  pub signal: Option<AbortSignal>,
+  /// Progress events.
+  #[napi(ts_type = "(progress: TransferProgress) => void")]
+  pub on_progress: Option<ProgressCallback>,
+  /// At most one progress event per this many milliseconds. Default 100.
+  pub progress_interval_ms: Option<f64>,
+}
+
+/// A number option that must be a positive integer.
+fn positive(name: &str, value: Option<f64>, max: f64) -> Result<Option<u64>, Error> {
+  match value {
+    None => Ok(None),
+    Some(v) if v.is_finite() && v.fract() == 0.0 && v >= 1.0 && v <= max => Ok(Some(v as u64)),
+    Some(v) => Err(Error::invalid_value(format!("{name} must be a positive integer up to {max}, got {v}"))),
+  }
+}
+
+/// Largest integer a JavaScript number holds exactly.
+const MAX_SAFE: f64 = 9_007_199_254_740_991.0;
+
+impl ClientOptions {
+  /// The engine configuration, validated.
+  pub fn into_config(self) -> Result<ClientConfig, Error> {
+    let d = ClientConfig::default();
+    let config = ClientConfig {
+      region: self.region.filter(|r| !r.is_empty()),
+      endpoint: self.endpoint.filter(|e| !e.is_empty()),
+      force_path_style: self.force_path_style.unwrap_or(false),
+      credentials: self.credentials.map(|c| StaticCredentials {
+        access_key_id: c.access_key_id,
+        secret_access_key: c.secret_access_key,
+        session_token: c.session_token,
+      }),
+      profile: self.profile,
+      max_pool_connections: positive("maxPoolConnections", self.max_pool_connections, 10_000.0)?
+        .map_or(d.max_pool_connections, |v| v as usize),
+      upload_workers: positive("uploadWorkers", self.upload_workers, 10_000.0)?.map(|v| v as usize),
+      download_workers: positive("downloadWorkers", self.download_workers, 10_000.0)?.map(|v| v as usize),
+      part_size: positive("partSize", self.part_size, MAX_SAFE)?.unwrap_or(d.part_size),
+      multipart_threshold: positive("multipartThreshold", self.multipart_threshold, MAX_SAFE)?
+        .unwrap_or(d.multipart_threshold),
+      small_file_threshold_multiplier: positive("smallFileThresholdMultiplier", self.small_file_threshold_multiplier, 10_000.0)?
+        .map_or(d.small_file_threshold_multiplier, |v| v as usize),
+      max_attempts: positive("maxAttempts", self.max_attempts, 100.0)?.map_or(d.max_attempts, |v| v as u32),
+      checksum: self.checksum.map(|c| match c {
+        ChecksumPolicy::WhenSupported => ChecksumMode::WhenSupported,
+        ChecksumPolicy::WhenRequired => ChecksumMode::WhenRequired,
+      }),
+    };
+    config.validate()?;
+    Ok(config)
+  }
+}
+
+pub fn progress_interval(ms: Option<f64>) -> Result<Duration, Error> {
+  match ms {
+    None => Ok(engine::DEFAULT_PROGRESS_INTERVAL),
+    Some(v) if v.is_finite() && (0.0..=3_600_000.0).contains(&v) => Ok(Duration::from_secs_f64(v / 1000.0)),
+    Some(v) => Err(Error::invalid_value(format!("progressIntervalMs must be a number of milliseconds >= 0, got {v}"))),
+  }
+}
+
+fn exactly_one(bucket_field: &str, list: bool, dir: bool, list_name: &str) -> Result<(), Error> {
+  match (list, dir) {
+    (true, true) => Err(Error::invalid_value(format!("give either {list_name} or localDir, not both ({bucket_field})"))),
+    (false, false) => Err(Error::invalid_value(format!("give {list_name} or localDir ({bucket_field})"))),
+    _ => Ok(()),
+  }
+}
+
+impl UploadRequest {
+  /// The engine request; the signal and callback stay with the binding.
+  pub fn to_engine(&mut self) -> Result<engine::UploadRequest, Error> {
+    exactly_one("upload", self.files.is_some(), self.local_dir.is_some(), "files")?;
+    let source = match (self.files.take(), self.local_dir.take()) {
+      (Some(files), _) => engine::UploadSource::Files(
+        files.into_iter().map(|f| engine::UploadFile { path: PathBuf::from(f.path), key: f.key }).collect(),
+      ),
+      (None, Some(dir)) => engine::UploadSource::Directory {
+        local_dir: PathBuf::from(dir),
+        key_prefix: self.key_prefix.take().unwrap_or_default(),
+      },
+      (None, None) => unreachable!("checked above"),
+    };
+    let request = engine::UploadRequest { bucket: std::mem::take(&mut self.bucket), source };
+    request.validate()?;
+    Ok(request)
+  }
+}
+
+impl DownloadRequest {
+  /// The engine request; the signal and callback stay with the binding.
+  pub fn to_engine(&mut self) -> Result<engine::DownloadRequest, Error> {
+    exactly_one("download", self.objects.is_some(), self.local_dir.is_some(), "objects")?;
+    let source = match (self.objects.take(), self.local_dir.take()) {
+      (Some(objects), _) => engine::DownloadSource::Objects(
+        objects.into_iter().map(|o| engine::DownloadObject { key: o.key, path: PathBuf::from(o.path) }).collect(),
+      ),
+      (None, Some(dir)) => engine::DownloadSource::Prefix {
+        key_prefix: self.key_prefix.take().unwrap_or_default(),
+        local_dir: PathBuf::from(dir),
+      },
+      (None, None) => unreachable!("checked above"),
+    };
+    let request = engine::DownloadRequest { bucket: std::mem::take(&mut self.bucket), source };
+    request.validate()?;
+    Ok(request)
+  }
+}

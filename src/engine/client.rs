@@ -1,0 +1,140 @@
+//! The engine's client: one S3 client and one connection pool, shared by every call made on it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_config::meta::region::RegionProviderChain;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::BehaviorVersion;
+use aws_sdk_s3::config::{Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_smithy_http_client::pool::{Client as PoolClient, ConnectionPool};
+use aws_smithy_http_client::tls;
+use tokio::sync::{OnceCell, Semaphore, SemaphorePermit};
+
+use super::config::{ChecksumMode, ClientConfig};
+use super::error::{Error, Result};
+
+/// How long to wait for a TCP connection before the attempt counts as failed.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Idle connections are kept this long for reuse between calls.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The instance-metadata service answers within milliseconds where it exists; off EC2 (a desktop, an offline
+/// machine) the SDK's default of 1 s × retries stalls the first request. One quick attempt is enough.
+const IMDS_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// A transfer client. Cheap to share (`Arc`); its connection pool and request cap are shared by all calls.
+pub struct Engine {
+  config: ClientConfig,
+  s3: OnceCell<aws_sdk_s3::Client>,
+  /// One permit per request in flight, across every call on this client: `maxPoolConnections` is a hard cap.
+  requests: Semaphore,
+}
+
+impl std::fmt::Debug for Engine {
+  fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    f.debug_struct("Engine").field("config", &self.config).finish_non_exhaustive()
+  }
+}
+
+impl Engine {
+  /// Validates the configuration. The S3 client and the credentials are set up on first use, so creating a
+  /// client never blocks and never touches the network.
+  pub fn new(config: ClientConfig) -> Result<Arc<Self>> {
+    config.validate()?;
+    Ok(Arc::new(Engine { requests: Semaphore::new(config.max_pool_connections), config, s3: OnceCell::new() }))
+  }
+
+  /// The configuration in force.
+  pub fn config(&self) -> &ClientConfig {
+    &self.config
+  }
+
+  /// The S3 client, built on first use.
+  pub(crate) async fn s3(&self) -> Result<&aws_sdk_s3::Client> {
+    self.s3.get_or_try_init(|| build_s3(&self.config)).await
+  }
+
+  /// Waits for one of the client's request slots. Hold it until the response body has been read.
+  pub(crate) async fn request_slot(&self) -> SemaphorePermit<'_> {
+    self.requests.acquire().await.expect("the request semaphore is never closed")
+  }
+
+  /// Requests in flight right now (for tests and diagnostics).
+  pub fn requests_in_flight(&self) -> usize {
+    self.config.max_pool_connections - self.requests.available_permits()
+  }
+}
+
+async fn build_s3(cfg: &ClientConfig) -> Result<aws_sdk_s3::Client> {
+  // The pool's own per-origin cap keeps sockets ≤ pool even while requests are being retried; the semaphore in
+  // `Engine` caps requests across origins (virtual-hosted buckets are distinct hosts).
+  let pool = ConnectionPool::builder()
+    .max_connections_per_host(cfg.max_pool_connections)
+    .tcp_nodelay(true)
+    .idle_timeout(IDLE_TIMEOUT)
+    .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc))
+    .build_https()
+    .map_err(|e| Error::invalid_value(format!("cannot build the connection pool: {e}")))?;
+  let http = PoolClient::new(&pool).map_err(|e| Error::invalid_value(format!("cannot build the HTTP client: {e}")))?;
+
+  let region = match &cfg.region {
+    Some(r) => Region::new(r.clone()),
+    None => {
+      let mut profile_region = aws_config::profile::ProfileFileRegionProvider::builder();
+      if let Some(p) = &cfg.profile {
+        profile_region = profile_region.profile_name(p);
+      }
+      // No instance-metadata lookup for the region: an S3 transfer works with any region for custom endpoints,
+      // and us-east-1 is S3's global default.
+      RegionProviderChain::first_try(aws_config::environment::region::EnvironmentVariableRegionProvider::new())
+        .or_else(profile_region.build())
+        .or_else(Region::from_static("us-east-1"))
+        .region()
+        .await
+        .unwrap_or(Region::from_static("us-east-1"))
+    }
+  };
+
+  let mut loader = aws_config::defaults(BehaviorVersion::latest())
+    .http_client(http)
+    .region(region.clone())
+    .retry_config(RetryConfig::standard().with_max_attempts(cfg.max_attempts))
+    .timeout_config(TimeoutConfig::builder().connect_timeout(CONNECT_TIMEOUT).build());
+  if let Some(p) = &cfg.profile {
+    loader = loader.profile_name(p);
+  }
+  loader = match &cfg.credentials {
+    Some(c) => loader.credentials_provider(Credentials::new(
+      c.access_key_id.clone(),
+      c.secret_access_key.clone(),
+      c.session_token.clone(),
+      None,
+      "s3-ferry",
+    )),
+    None => {
+      let imds = aws_config::imds::Client::builder().connect_timeout(IMDS_TIMEOUT).read_timeout(IMDS_TIMEOUT).max_attempts(1).build();
+      let mut chain = aws_config::default_provider::credentials::DefaultCredentialsChain::builder().region(region).imds_client(imds);
+      if let Some(p) = &cfg.profile {
+        chain = chain.profile_name(p);
+      }
+      loader.credentials_provider(chain.build().await)
+    }
+  };
+  let shared = loader.load().await;
+
+  let (calc, validate) = match cfg.effective_checksum() {
+    ChecksumMode::WhenSupported => (RequestChecksumCalculation::WhenSupported, ResponseChecksumValidation::WhenSupported),
+    ChecksumMode::WhenRequired => (RequestChecksumCalculation::WhenRequired, ResponseChecksumValidation::WhenRequired),
+  };
+  let mut s3 = aws_sdk_s3::config::Builder::from(&shared)
+    .force_path_style(cfg.force_path_style)
+    .request_checksum_calculation(calc)
+    .response_checksum_validation(validate);
+  if let Some(endpoint) = &cfg.endpoint {
+    s3 = s3.endpoint_url(endpoint);
+  }
+  Ok(aws_sdk_s3::Client::from_conf(s3.build()))
+}

@@ -1,0 +1,248 @@
+//! Client configuration: defaults (with where they come from), validation, and the derived worker counts.
+
+use super::error::{Error, Result};
+
+/// 1 MiB.
+pub const MIB: u64 = 1024 * 1024;
+
+/// The connection pool of the original transfer layer started smaller and produced "connection pool is full"
+/// warnings; 50 is where it settled (`[settings] s3_max_pool_connections`).
+pub const DEFAULT_MAX_POOL_CONNECTIONS: usize = 50;
+
+/// 8 MiB parts: the AWS CLI / s3transfer default, and what the original system used. Large enough that a 1 GiB
+/// file is 128 requests, small enough that 50 parts in flight stay within ~400 MiB.
+pub const DEFAULT_PART_SIZE: u64 = 8 * MIB;
+
+/// Files up to this size go as one PutObject / GetObject. Same as the part size, as in s3transfer.
+pub const DEFAULT_MULTIPART_THRESHOLD: u64 = 8 * MIB;
+
+/// The original system called files up to `multiplier × part size` "small" and derived upload workers from it.
+pub const DEFAULT_SMALL_FILE_THRESHOLD_MULTIPLIER: usize = 20;
+
+/// s3transfer's per-file request concurrency (`max_request_concurrency` of one transfer): a file keeps at most
+/// this many requests in flight. Also the original system's UPLOAD/DOWNLOAD_MAX_CONCURRENCY.
+pub const MAX_REQUESTS_PER_FILE: usize = 10;
+
+/// The SDK's standard retry mode with five attempts: S3 asks clients to retry 500/503 with backoff, and three
+/// attempts (the SDK default) are often not enough for SlowDown bursts on a busy prefix.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+
+/// S3's hard limits.
+pub const MIN_PART_SIZE: u64 = 5 * MIB;
+/// The largest part S3 accepts.
+pub const MAX_PART_SIZE: u64 = 5 * 1024 * MIB;
+/// The most parts one multipart upload may have.
+pub const MAX_PARTS: u64 = 10_000;
+/// The longest key S3 accepts, in UTF-8 bytes.
+pub const MAX_KEY_BYTES: usize = 1024;
+
+/// When to send request checksums on uploads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChecksumMode {
+  /// Send a CRC32 with every upload (aws-chunked trailer). AWS S3 accepts it; some S3-compatible stores do not.
+  WhenSupported,
+  /// Only when the operation requires one. The default for custom endpoints.
+  WhenRequired,
+}
+
+/// Static credentials given explicitly by the caller.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct StaticCredentials {
+  /// Access key id.
+  pub access_key_id: String,
+  /// Secret access key. Never printed.
+  pub secret_access_key: String,
+  /// Session token for temporary credentials. Never printed.
+  pub session_token: Option<String>,
+}
+
+impl std::fmt::Debug for StaticCredentials {
+  fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    f.debug_struct("StaticCredentials").field("access_key_id", &self.access_key_id).finish_non_exhaustive()
+  }
+}
+
+/// Everything a client is built from. `Default` gives the documented defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ClientConfig {
+  /// AWS region; default: `AWS_REGION` / `AWS_DEFAULT_REGION`, the profile's region, else `us-east-1`.
+  pub region: Option<String>,
+  /// Custom endpoint URL (an S3-compatible store).
+  pub endpoint: Option<String>,
+  /// Path-style addressing (`http://host/bucket/key`), which most S3-compatible stores need.
+  pub force_path_style: bool,
+  /// Explicit credentials; default: the standard AWS chain.
+  pub credentials: Option<StaticCredentials>,
+  /// Named profile for the standard chain.
+  pub profile: Option<String>,
+  /// Hard cap on open connections and requests in flight for the whole client.
+  pub max_pool_connections: usize,
+  /// Upload workers; `None` derives them from the pool.
+  pub upload_workers: Option<usize>,
+  /// Download workers; `None` derives them from the pool.
+  pub download_workers: Option<usize>,
+  /// Multipart part size in bytes.
+  pub part_size: u64,
+  /// Files larger than this use multipart upload / ranged download.
+  pub multipart_threshold: u64,
+  /// See [`DEFAULT_SMALL_FILE_THRESHOLD_MULTIPLIER`].
+  pub small_file_threshold_multiplier: usize,
+  /// Attempts per request, first included.
+  pub max_attempts: u32,
+  /// Request checksum policy; `None` picks `WhenRequired` for custom endpoints, else `WhenSupported`.
+  pub checksum: Option<ChecksumMode>,
+}
+
+impl Default for ClientConfig {
+  fn default() -> Self {
+    ClientConfig {
+      region: None,
+      endpoint: None,
+      force_path_style: false,
+      credentials: None,
+      profile: None,
+      max_pool_connections: DEFAULT_MAX_POOL_CONNECTIONS,
+      upload_workers: None,
+      download_workers: None,
+      part_size: DEFAULT_PART_SIZE,
+      multipart_threshold: DEFAULT_MULTIPART_THRESHOLD,
+      small_file_threshold_multiplier: DEFAULT_SMALL_FILE_THRESHOLD_MULTIPLIER,
+      max_attempts: DEFAULT_MAX_ATTEMPTS,
+      checksum: None,
+    }
+  }
+}
+
+impl ClientConfig {
+  /// Checks every value; the error names the option and the value.
+  pub fn validate(&self) -> Result<()> {
+    if self.max_pool_connections == 0 {
+      return Err(Error::invalid_value("maxPoolConnections must be a positive integer, got 0"));
+    }
+    if self.upload_workers == Some(0) {
+      return Err(Error::invalid_value("uploadWorkers must be a positive integer, got 0"));
+    }
+    if self.download_workers == Some(0) {
+      return Err(Error::invalid_value("downloadWorkers must be a positive integer, got 0"));
+    }
+    if !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&self.part_size) {
+      return Err(Error::invalid_value(format!(
+        "partSize must be between 5 MiB ({MIN_PART_SIZE}) and 5 GiB ({MAX_PART_SIZE}) bytes, got {}",
+        self.part_size
+      )));
+    }
+    if self.multipart_threshold < MIN_PART_SIZE {
+      return Err(Error::invalid_value(format!(
+        "multipartThreshold must be at least 5 MiB ({MIN_PART_SIZE}) bytes, got {}",
+        self.multipart_threshold
+      )));
+    }
+    if self.small_file_threshold_multiplier == 0 {
+      return Err(Error::invalid_value("smallFileThresholdMultiplier must be a positive integer, got 0"));
+    }
+    if self.max_attempts == 0 {
+      return Err(Error::invalid_value("maxAttempts must be a positive integer, got 0"));
+    }
+    if let Some(endpoint) = &self.endpoint {
+      if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+        return Err(Error::invalid_value(format!("endpoint must be an http:// or https:// URL, got '{endpoint}'")));
+      }
+    }
+    if let Some(c) = &self.credentials {
+      if c.access_key_id.is_empty() || c.secret_access_key.is_empty() {
+        return Err(Error::invalid_value("credentials need a non-empty accessKeyId and secretAccessKey"));
+      }
+    }
+    Ok(())
+  }
+
+  /// Upload workers: the original's `pool / min(small_file_threshold_multiplier, UPLOAD_MAX_CONCURRENCY)`,
+  /// at least 1. With the defaults, 50 / min(20, 10) = 5.
+  pub fn effective_upload_workers(&self) -> usize {
+    self.upload_workers.unwrap_or_else(|| {
+      (self.max_pool_connections / self.small_file_threshold_multiplier.min(MAX_REQUESTS_PER_FILE)).max(1)
+    })
+  }
+
+  /// Download workers: the original's `pool / DOWNLOAD_MAX_CONCURRENCY`, at least 1. Default 50 / 10 = 5.
+  pub fn effective_download_workers(&self) -> usize {
+    self.download_workers.unwrap_or_else(|| (self.max_pool_connections / MAX_REQUESTS_PER_FILE).max(1))
+  }
+
+  /// The checksum policy in force.
+  pub fn effective_checksum(&self) -> ChecksumMode {
+    self.checksum.unwrap_or(if self.endpoint.is_some() { ChecksumMode::WhenRequired } else { ChecksumMode::WhenSupported })
+  }
+
+  /// The part size for a file of `size` bytes: `part_size`, grown (to a whole MiB) so no file needs more than
+  /// 10,000 parts.
+  pub fn part_size_for(&self, size: u64) -> u64 {
+    let min_for_limit = size.div_ceil(MAX_PARTS);
+    if min_for_limit <= self.part_size {
+      self.part_size
+    } else {
+      min_for_limit.div_ceil(MIB) * MIB
+    }
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn derived_workers_follow_the_original_system() {
+    let c = ClientConfig::default();
+    assert_eq!(c.effective_upload_workers(), 5);
+    assert_eq!(c.effective_download_workers(), 5);
+    let c = ClientConfig { max_pool_connections: 7, ..Default::default() };
+    assert_eq!(c.effective_upload_workers(), 1);
+    assert_eq!(c.effective_download_workers(), 1);
+    let c = ClientConfig { max_pool_connections: 100, small_file_threshold_multiplier: 4, ..Default::default() };
+    assert_eq!(c.effective_upload_workers(), 25);
+    assert_eq!(c.effective_download_workers(), 10);
+    let c = ClientConfig { upload_workers: Some(3), ..Default::default() };
+    assert_eq!(c.effective_upload_workers(), 3);
+  }
+
+  #[test]
+  fn part_size_grows_to_stay_under_ten_thousand_parts() {
+    let c = ClientConfig::default();
+    assert_eq!(c.part_size_for(1024 * MIB), 8 * MIB);
+    let huge = 200 * 1024 * MIB; // 200 GiB needs 20.48 MiB parts -> 21 MiB
+    let p = c.part_size_for(huge);
+    assert_eq!(p, 21 * MIB);
+    assert!(huge.div_ceil(p) <= MAX_PARTS);
+  }
+
+  #[test]
+  fn validation_names_the_option() {
+    let bad = ClientConfig { part_size: MIB, ..Default::default() };
+    let e = bad.validate().unwrap_err();
+    assert_eq!(e.code(), "ERR_INVALID_ARG_VALUE");
+    assert!(e.to_string().contains("partSize"));
+    let bad = ClientConfig { max_pool_connections: 0, ..Default::default() };
+    assert!(bad.validate().unwrap_err().to_string().contains("maxPoolConnections"));
+    let bad = ClientConfig { endpoint: Some("ftp://x".into()), ..Default::default() };
+    assert!(bad.validate().unwrap_err().to_string().contains("endpoint"));
+    assert!(ClientConfig::default().validate().is_ok());
+  }
+
+  #[test]
+  fn checksum_default_is_safe_for_custom_endpoints() {
+    assert_eq!(ClientConfig::default().effective_checksum(), ChecksumMode::WhenSupported);
+    let c = ClientConfig { endpoint: Some("http://127.0.0.1:9000".into()), ..Default::default() };
+    assert_eq!(c.effective_checksum(), ChecksumMode::WhenRequired);
+  }
+
+  #[test]
+  fn credentials_debug_hides_secrets() {
+    let c = StaticCredentials {
+      access_key_id: "AKID".into(),
+      secret_access_key: "very-secret".into(),
+      session_token: Some("tok".into()),
+    };
+    let s = format!("{c:?}");
+    assert!(s.contains("AKID") && !s.contains("very-secret") && !s.contains("tok"));
+  }
+}

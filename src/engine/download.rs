@@ -1,0 +1,389 @@
+//! Download: objects up to `multipartThreshold` as one GET, larger ones as parallel ranged GETs pinned to the
+//! object's ETag (`If-Match`), written at their offsets into a temporary file that is renamed into place only
+//! when complete.
+
+use std::collections::HashSet;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use aws_sdk_s3::error::SdkError;
+use aws_sdk_s3::operation::get_object::{GetObjectError, GetObjectOutput};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use bytes::{Bytes, BytesMut};
+use futures_util::{stream, StreamExt, TryStreamExt};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use super::client::Engine;
+use super::config::MAX_REQUESTS_PER_FILE;
+use super::error::{Error, Result};
+use super::paths::{destination_for, TempFile};
+use super::progress::{ProgressState, RangeProgress};
+use super::scheduler::{joined, or_cancelled, run_jobs, spawn_abortable, Job};
+use super::{validate_bucket, Control};
+
+/// Bytes gathered from the network before one positional write to disk.
+const WRITE_BATCH: usize = 1024 * 1024;
+
+/// One object and where it goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DownloadObject {
+  /// Source key.
+  pub key: String,
+  /// Local destination path.
+  pub path: PathBuf,
+}
+
+/// What to download.
+#[derive(Debug, Clone)]
+pub enum DownloadSource {
+  /// Explicit objects.
+  Objects(Vec<DownloadObject>),
+  /// Every key under `key_prefix`, recreated as a tree under `local_dir`.
+  Prefix {
+    /// Listed prefix; it is removed from keys to form relative paths.
+    key_prefix: String,
+    /// Destination directory (created if missing).
+    local_dir: PathBuf,
+  },
+}
+
+/// A download call.
+#[derive(Debug, Clone)]
+pub struct DownloadRequest {
+  /// Source bucket.
+  pub bucket: String,
+  /// What to download.
+  pub source: DownloadSource,
+}
+
+impl DownloadRequest {
+  /// Checks everything that can be checked without a request.
+  pub fn validate(&self) -> Result<()> {
+    validate_bucket(&self.bucket)?;
+    match &self.source {
+      DownloadSource::Objects(objects) => {
+        let mut seen = HashSet::with_capacity(objects.len());
+        for (i, o) in objects.iter().enumerate() {
+          if o.key.is_empty() {
+            return Err(Error::invalid_value(format!("objects[{i}].key must not be empty")));
+          }
+          if o.path.as_os_str().is_empty() {
+            return Err(Error::invalid_value(format!("objects[{i}].path must not be empty")));
+          }
+          if !seen.insert(o.path.as_path()) {
+            return Err(Error::invalid_value(format!(
+              "objects[{i}].path '{}' appears more than once in the request",
+              o.path.display()
+            )));
+          }
+        }
+      }
+      DownloadSource::Prefix { local_dir, .. } => {
+        if local_dir.as_os_str().is_empty() {
+          return Err(Error::invalid_value("localDir must not be empty"));
+        }
+      }
+    }
+    Ok(())
+  }
+}
+
+/// An object to fetch. Size and ETag are known from a listing, unknown for an explicit list.
+#[derive(Debug, Clone)]
+struct Entry {
+  key: String,
+  dest: PathBuf,
+  size: Option<u64>,
+  etag: Option<String>,
+}
+
+impl Engine {
+  /// Downloads objects. Resolves when every file is in place; on failure or cancel, files completed before stay
+  /// whole, and no temporary or partial file is left.
+  pub async fn download(self: &Arc<Self>, request: DownloadRequest, control: Control) -> Result<super::Summary> {
+    request.validate()?;
+    let progress = ProgressState::new();
+    let result = control
+      .report(&progress, async {
+        if control.cancel.is_cancelled() {
+          return Err(Error::Cancelled { summary: None });
+        }
+        let entries = or_cancelled(&control.cancel, self.plan_download(&request)).await?;
+        let listed: u64 = entries.iter().filter_map(|e| e.size).sum();
+        progress.add_total(entries.len() as u64, listed);
+        self.download_entries(&request.bucket, entries, &progress, &control.cancel).await
+      })
+      .await;
+    control.finish(result, &progress)
+  }
+
+  async fn plan_download(&self, request: &DownloadRequest) -> Result<Vec<Entry>> {
+    match &request.source {
+      DownloadSource::Objects(objects) => Ok(
+        objects
+          .iter()
+          .map(|o| Entry { key: o.key.clone(), dest: o.path.clone(), size: None, etag: None })
+          .collect(),
+      ),
+      DownloadSource::Prefix { key_prefix, local_dir } => {
+        let s3 = self.s3().await?;
+        let mut pages = s3.list_objects_v2().bucket(&request.bucket).prefix(key_prefix).into_paginator().send();
+        let mut entries = Vec::new();
+        loop {
+          let page = {
+            let _slot = self.request_slot().await;
+            pages.next().await
+          };
+          let Some(page) = page else { break };
+          let page = page.map_err(|e| Error::from_sdk("ListObjectsV2", &request.bucket, Some(key_prefix), e))?;
+          for obj in page.contents() {
+            let key = obj.key().unwrap_or_default();
+            if let Some(dest) = destination_for(local_dir, key_prefix, key)? {
+              entries.push(Entry {
+                key: key.to_owned(),
+                dest,
+                size: obj.size().map(|s| s.max(0) as u64),
+                etag: obj.e_tag().map(str::to_owned),
+              });
+            }
+          }
+        }
+        Ok(entries)
+      }
+    }
+  }
+
+  async fn download_entries(
+    self: &Arc<Self>,
+    bucket: &str,
+    entries: Vec<Entry>,
+    progress: &Arc<ProgressState>,
+    cancel: &CancellationToken,
+  ) -> Result<()> {
+    let budget = Arc::new(Semaphore::new(self.config().effective_download_workers() * MAX_REQUESTS_PER_FILE));
+    let dirs = Arc::new(Mutex::new(HashSet::<PathBuf>::new()));
+    let bucket: Arc<str> = Arc::from(bucket);
+    let threshold = self.config().multipart_threshold;
+    let jobs: Vec<_> = entries
+      .into_iter()
+      .map(|entry| {
+        let weight = match entry.size {
+          Some(size) if size > threshold => {
+            (size.div_ceil(self.config().part_size_for(size)) as usize).min(MAX_REQUESTS_PER_FILE)
+          }
+          _ => 1,
+        };
+        let (engine, bucket, progress, dirs, budget) =
+          (self.clone(), bucket.clone(), progress.clone(), dirs.clone(), budget.clone());
+        Job {
+          weight,
+          run: move |stop: CancellationToken, slots: usize| async move {
+            engine.download_one(&bucket, entry, &progress, &dirs, &budget, slots, &stop).await?;
+            progress.file_done();
+            Ok(())
+          },
+        }
+      })
+      .collect();
+    run_jobs(jobs, budget, cancel).await
+  }
+
+  #[allow(clippy::too_many_arguments)] // one call site; a struct would only rename these
+  async fn download_one(
+    &self,
+    bucket: &str,
+    entry: Entry,
+    progress: &Arc<ProgressState>,
+    dirs: &Mutex<HashSet<PathBuf>>,
+    budget: &Arc<Semaphore>,
+    slots: usize,
+    stop: &CancellationToken,
+  ) -> Result<()> {
+    let dest = entry.dest.clone();
+    let parent = dest.parent().map(Path::to_path_buf).unwrap_or_default();
+    let need_dir = !parent.as_os_str().is_empty() && !dirs.lock().unwrap().contains(&parent);
+    let mut temp = blocking(move || {
+      if need_dir {
+        std::fs::create_dir_all(&parent).map_err(|e| Error::io("create directory", &parent, e))?;
+      }
+      TempFile::create_beside(&dest).map(|t| (t, parent))
+    })
+    .await
+    .map(|(t, parent)| {
+      dirs.lock().unwrap().insert(parent);
+      t
+    })?;
+    let file = Arc::new(temp.take_file());
+    // Everything below is dropped (stopping its requests) if the call is cancelled; `temp` then removes itself.
+    or_cancelled(stop, self.fetch_into(bucket, &entry, file, progress, budget, slots)).await?;
+    let dest = entry.dest.clone();
+    blocking(move || temp.persist(&dest)).await
+  }
+
+  async fn fetch_into(
+    &self,
+    bucket: &str,
+    entry: &Entry,
+    file: Arc<std::fs::File>,
+    progress: &Arc<ProgressState>,
+    budget: &Arc<Semaphore>,
+    held: usize,
+  ) -> Result<()> {
+    let s3 = self.s3().await?;
+    let part_size = self.config().part_size_for(entry.size.unwrap_or(0));
+    let single = entry.size.is_some_and(|s| s <= self.config().multipart_threshold);
+    let key = entry.key.as_str();
+
+    // The first request: the whole object when it is small, else its first part, which also tells the size
+    // and ETag of an object from an explicit list.
+    let first = {
+      let _slot = self.request_slot().await;
+      let range = (!single).then(|| format!("bytes=0-{}", part_size - 1));
+      let sent = s3.get_object().bucket(bucket).key(key).set_range(range).set_if_match(entry.etag.clone()).send().await;
+      let out = match sent {
+        // An empty object has no byte 0: fetch it whole.
+        Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 416) => {
+          s3.get_object().bucket(bucket).key(key).set_if_match(entry.etag.clone()).send().await
+        }
+        other => other,
+      }
+      .map_err(|e| get_error(bucket, key, e))?;
+      let total = object_size(&out).unwrap_or(0);
+      if entry.size.is_none() {
+        progress.add_total_bytes(total);
+      }
+      let etag = out.e_tag().map(str::to_owned).or_else(|| entry.etag.clone());
+      let len = out.content_length().map(|l| l.max(0) as u64).unwrap_or(total);
+      write_body(bucket, key, out, &entry.dest, file.clone(), 0, len, progress.range()).await?;
+      (total, len, etag)
+    };
+    let (total, first_len, etag) = first;
+    if first_len >= total {
+      return Ok(());
+    }
+
+    // The rest, in parallel, each part pinned to the ETag of the first response so a replaced object is an
+    // error rather than a mix of two versions.
+    let count = total.div_ceil(part_size);
+    let wanted = (count as usize).min(MAX_REQUESTS_PER_FILE);
+    // A file from an explicit list started with one slot; take more if the budget has them free right now
+    // (never wait for them: waiting while holding slots could deadlock against other such files).
+    let extra = if wanted > held { budget.clone().try_acquire_many_owned((wanted - held) as u32).ok() } else { None };
+    let concurrency = held + extra.as_ref().map_or(0, |p| p.num_permits());
+    stream::iter(1..count)
+      .map(|i| {
+        let offset = i * part_size;
+        let len = part_size.min(total - offset);
+        let req = s3
+          .get_object()
+          .bucket(bucket)
+          .key(key)
+          .range(format!("bytes={}-{}", offset, offset + len - 1))
+          .set_if_match(etag.clone());
+        let (file, range_progress, bucket, key, dest) =
+          (file.clone(), progress.range(), bucket.to_owned(), key.to_owned(), entry.dest.clone());
+        async move {
+          let _slot = self.request_slot().await;
+          joined(
+            spawn_abortable(async move {
+              let out = req.send().await.map_err(|e| get_error(&bucket, &key, e))?;
+              write_body(&bucket, &key, out, &dest, file, offset, len, range_progress).await
+            })
+            .await,
+          )
+        }
+      })
+      .buffer_unordered(concurrency.max(1))
+      .try_collect::<()>()
+      .await
+  }
+}
+
+/// A 412 on a GET pinned with `If-Match` means the object was replaced since its ETag was learned.
+fn get_error(bucket: &str, key: &str, e: SdkError<GetObjectError, HttpResponse>) -> Error {
+  if e.raw_response().is_some_and(|r| r.status().as_u16() == 412) {
+    return Error::ObjectChanged { bucket: bucket.to_owned(), key: key.to_owned() };
+  }
+  Error::from_sdk("GetObject", bucket, Some(key), e)
+}
+
+/// The object's full size: from `Content-Range` for a ranged response, else `Content-Length`.
+fn object_size(out: &GetObjectOutput) -> Option<u64> {
+  if let Some(total) = out.content_range().and_then(|r| r.rsplit('/').next()).and_then(|t| t.parse().ok()) {
+    return Some(total);
+  }
+  out.content_length().map(|l| l.max(0) as u64)
+}
+
+/// Streams a response body to `file` (the temporary for `dest`) at `offset`, in batches, counting bytes as
+/// they arrive.
+#[allow(clippy::too_many_arguments)] // two call sites; a struct would only rename these
+async fn write_body(
+  bucket: &str,
+  key: &str,
+  out: GetObjectOutput,
+  dest: &Path,
+  file: Arc<std::fs::File>,
+  offset: u64,
+  expected: u64,
+  progress: RangeProgress,
+) -> Result<()> {
+  let mut body = out.body;
+  let mut received: u64 = 0;
+  let mut batch = BytesMut::new();
+  let mut written = offset;
+  loop {
+    let chunk = body.next().await.transpose().map_err(|e| Error::S3 {
+      operation: "GetObject",
+      bucket: bucket.to_owned(),
+      key: Some(key.to_owned()),
+      code: "ERR_NETWORK".to_owned(),
+      message: Some(format!("reading the response body failed: {e}")),
+      status_code: None,
+      source: Some(Box::new(e)),
+    })?;
+    let done = chunk.is_none();
+    if let Some(chunk) = chunk {
+      received += chunk.len() as u64;
+      progress.reached(received);
+      batch.extend_from_slice(&chunk);
+    }
+    if batch.len() >= WRITE_BATCH || (done && !batch.is_empty()) {
+      let data: Bytes = batch.split().freeze();
+      let (f, at, dest) = (file.clone(), written, dest.to_owned());
+      written += data.len() as u64;
+      blocking(move || f.write_all_at(&data, at).map_err(|e| Error::io("write", dest, e))).await?;
+    }
+    if done {
+      break;
+    }
+  }
+  if received != expected {
+    return Err(Error::Truncated { bucket: bucket.to_owned(), key: key.to_owned(), expected, received });
+  }
+  Ok(())
+}
+
+/// Runs blocking file-system work off the runtime threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+  joined(tokio::task::spawn_blocking(f).await)
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn duplicate_destinations_are_refused() {
+    let req = DownloadRequest {
+      bucket: "b".into(),
+      source: DownloadSource::Objects(vec![
+        DownloadObject { key: "a".into(), path: "/tmp/x".into() },
+        DownloadObject { key: "b".into(), path: "/tmp/x".into() },
+      ]),
+    };
+    assert_eq!(req.validate().unwrap_err().code(), "ERR_INVALID_ARG_VALUE");
+  }
+}

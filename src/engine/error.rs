@@ -1,0 +1,303 @@
+//! The engine's one error type. Every variant carries what it concerns (bucket, key, path) and a stable
+//! `code()` that the binding layer hands to JavaScript as `err.code`.
+
+use std::path::PathBuf;
+
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+
+use super::progress::Summary;
+
+/// Result alias used throughout the engine.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in a transfer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+  /// An option or request field has the wrong type (`ERR_INVALID_ARG_TYPE`) or value (`ERR_INVALID_ARG_VALUE`).
+  /// Raised before any request is sent.
+  #[error("{message}")]
+  InvalidArgument {
+    /// `ERR_INVALID_ARG_TYPE` or `ERR_INVALID_ARG_VALUE`.
+    code: &'static str,
+    /// Names the offending option and value.
+    message: String,
+  },
+
+  /// A local file operation failed.
+  #[error("{op} '{}': {source}", path.display())]
+  Io {
+    /// What was being done ("open", "read", "write", "rename", ...).
+    op: &'static str,
+    /// The local path concerned.
+    path: PathBuf,
+    /// The operating system's error.
+    #[source]
+    source: std::io::Error,
+  },
+
+  /// S3 answered with an error, or the request could not be completed.
+  #[error("{operation} s3://{bucket}/{}: {code}{}", key.as_deref().unwrap_or(""), message.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
+  S3 {
+    /// The S3 operation ("PutObject", "GetObject", ...).
+    operation: &'static str,
+    /// The bucket concerned.
+    bucket: String,
+    /// The key concerned, if any.
+    key: Option<String>,
+    /// The S3 error code (`NoSuchBucket`, `AccessDenied`, ...) or one of ours for transport failures
+    /// (`ERR_NETWORK`, `ETIMEDOUT`, `ERR_CREDENTIALS`).
+    code: String,
+    /// The server's or the transport's message.
+    message: Option<String>,
+    /// The HTTP status, when a response arrived.
+    status_code: Option<u16>,
+    /// The underlying SDK error, for `source()` chains.
+    #[source]
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+  },
+
+  /// A key would be written outside the destination directory.
+  #[error("key '{key}' resolves outside the destination directory '{}'", local_dir.display())]
+  PathOutsideDestination {
+    /// The offending key.
+    key: String,
+    /// The destination directory.
+    local_dir: PathBuf,
+  },
+
+  /// The object changed on the server while it was being downloaded (its ETag no longer matched).
+  #[error("s3://{bucket}/{key} changed on the server during the download")]
+  ObjectChanged {
+    /// The bucket concerned.
+    bucket: String,
+    /// The key concerned.
+    key: String,
+  },
+
+  /// A local file changed (size or modification time) while it was being uploaded.
+  #[error("'{}' changed while it was being uploaded", path.display())]
+  FileChanged {
+    /// The local path concerned.
+    path: PathBuf,
+  },
+
+  /// The server sent a different number of bytes than it announced.
+  #[error("s3://{bucket}/{key}: expected {expected} bytes, received {received}")]
+  Truncated {
+    /// The bucket concerned.
+    bucket: String,
+    /// The key concerned.
+    key: String,
+    /// What the server announced.
+    expected: u64,
+    /// What arrived.
+    received: u64,
+  },
+
+  /// A multipart upload could not be aborted during clean-up; it is still on the server.
+  #[error("{source}; aborting multipart upload {upload_id} of s3://{bucket}/{key} also failed, it remains on the server")]
+  AbortFailed {
+    /// The error that caused the clean-up.
+    #[source]
+    source: Box<Error>,
+    /// The bucket concerned.
+    bucket: String,
+    /// The key concerned.
+    key: String,
+    /// The upload id that remains.
+    upload_id: String,
+  },
+
+  /// The transfer was cancelled. `summary` says what completed before.
+  #[error("the transfer was aborted")]
+  Cancelled {
+    /// What completed before the cancel.
+    summary: Option<Summary>,
+  },
+}
+
+impl Error {
+  /// The stable code shown to JavaScript as `err.code`.
+  pub fn code(&self) -> String {
+    match self {
+      Error::InvalidArgument { code, .. } => (*code).to_owned(),
+      Error::Io { source, .. } => io_code(source).to_owned(),
+      Error::S3 { code, .. } => code.clone(),
+      Error::PathOutsideDestination { .. } => "ERR_PATH_OUTSIDE_DESTINATION".to_owned(),
+      Error::ObjectChanged { .. } => "ERR_OBJECT_CHANGED".to_owned(),
+      Error::FileChanged { .. } => "ERR_FILE_CHANGED".to_owned(),
+      Error::Truncated { .. } => "ERR_TRUNCATED".to_owned(),
+      Error::AbortFailed { source, .. } => source.code(),
+      Error::Cancelled { .. } => "ABORT_ERR".to_owned(),
+    }
+  }
+
+  /// Whether this is a cancellation (as opposed to a failure).
+  pub fn is_cancelled(&self) -> bool {
+    matches!(self, Error::Cancelled { .. })
+  }
+
+  pub(crate) fn invalid_value(message: impl Into<String>) -> Self {
+    Error::InvalidArgument { code: "ERR_INVALID_ARG_VALUE", message: message.into() }
+  }
+
+  pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    Error::Io { op, path: path.into(), source }
+  }
+
+  /// Converts an SDK error, keeping the S3 error code, the HTTP status and the request's bucket and key.
+  pub(crate) fn from_sdk<E>(operation: &'static str, bucket: &str, key: Option<&str>, err: SdkError<E, HttpResponse>) -> Self
+  where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+  {
+    let status_code = err.raw_response().map(|r| r.status().as_u16());
+    let (code, message) = match &err {
+      SdkError::ServiceError(service) => {
+        let e = service.err();
+        let code = e.code().map(str::to_owned).unwrap_or_else(|| status_code_name(status_code));
+        (code, e.message().map(str::to_owned))
+      }
+      SdkError::TimeoutError(_) => ("ETIMEDOUT".to_owned(), Some("the request timed out".to_owned())),
+      SdkError::DispatchFailure(d) => {
+        let code = if d.is_timeout() { "ETIMEDOUT" } else { "ERR_NETWORK" };
+        (code.to_owned(), Some(source_chain(&err)))
+      }
+      SdkError::ConstructionFailure(_) => {
+        let chain = source_chain(&err);
+        let code = if chain.to_ascii_lowercase().contains("credential") { "ERR_CREDENTIALS" } else { "ERR_REQUEST" };
+        (code.to_owned(), Some(chain))
+      }
+      _ => ("ERR_RESPONSE".to_owned(), Some(source_chain(&err))),
+    };
+    // HEAD responses have no body, so S3 cannot name the error; a 404 there means the key is missing.
+    let code = if code == "NotFound" && operation == "HeadObject" { "NoSuchKey".to_owned() } else { code };
+    Error::S3 {
+      operation,
+      bucket: bucket.to_owned(),
+      key: key.map(str::to_owned),
+      code,
+      message,
+      status_code,
+      source: Some(Box::new(err)),
+    }
+  }
+
+  /// The bucket this error concerns, if any.
+  pub fn bucket(&self) -> Option<&str> {
+    match self {
+      Error::S3 { bucket, .. } | Error::ObjectChanged { bucket, .. } | Error::Truncated { bucket, .. } => Some(bucket),
+      Error::AbortFailed { bucket, .. } => Some(bucket),
+      _ => None,
+    }
+  }
+
+  /// The key this error concerns, if any.
+  pub fn key(&self) -> Option<&str> {
+    match self {
+      Error::S3 { key, .. } => key.as_deref(),
+      Error::ObjectChanged { key, .. } | Error::Truncated { key, .. } | Error::PathOutsideDestination { key, .. } => Some(key),
+      Error::AbortFailed { key, .. } => Some(key),
+      _ => None,
+    }
+  }
+
+  /// The local path this error concerns, if any.
+  pub fn path(&self) -> Option<&std::path::Path> {
+    match self {
+      Error::Io { path, .. } | Error::FileChanged { path } => Some(path),
+      Error::AbortFailed { source, .. } => source.path(),
+      _ => None,
+    }
+  }
+
+  /// The HTTP status, when S3 answered.
+  pub fn status_code(&self) -> Option<u16> {
+    match self {
+      Error::S3 { status_code, .. } => *status_code,
+      Error::ObjectChanged { .. } => Some(412),
+      Error::AbortFailed { source, .. } => source.status_code(),
+      _ => None,
+    }
+  }
+
+  /// The multipart upload id left on the server, for `AbortFailed`.
+  pub fn remaining_upload_id(&self) -> Option<&str> {
+    match self {
+      Error::AbortFailed { upload_id, .. } => Some(upload_id),
+      _ => None,
+    }
+  }
+}
+
+/// Node-style code for a local I/O error.
+fn io_code(e: &std::io::Error) -> &'static str {
+  use std::io::ErrorKind as K;
+  match e.kind() {
+    K::NotFound => "ENOENT",
+    K::PermissionDenied => "EACCES",
+    K::IsADirectory => "EISDIR",
+    K::NotADirectory => "ENOTDIR",
+    K::AlreadyExists => "EEXIST",
+    K::ReadOnlyFilesystem => "EROFS",
+    K::StorageFull => "ENOSPC",
+    K::DirectoryNotEmpty => "ENOTEMPTY",
+    K::InvalidFilename => "ENAMETOOLONG",
+    K::UnexpectedEof => "ERR_FILE_CHANGED",
+    _ => "EIO",
+  }
+}
+
+fn status_code_name(status: Option<u16>) -> String {
+  match status {
+    Some(403) => "AccessDenied".to_owned(),
+    Some(404) => "NotFound".to_owned(),
+    Some(412) => "PreconditionFailed".to_owned(),
+    Some(s) => format!("HTTP{s}"),
+    None => "ERR_RESPONSE".to_owned(),
+  }
+}
+
+/// "a: b: c" from an error and its sources; SDK errors keep the useful part in their sources.
+/// The SDK never puts credentials or signatures in these messages.
+fn source_chain(err: &(dyn std::error::Error + 'static)) -> String {
+  let mut parts = vec![err.to_string()];
+  let mut cur = err.source();
+  while let Some(e) = cur {
+    let s = e.to_string();
+    if !parts.iter().any(|p| p.contains(&s)) {
+      parts.push(s);
+    }
+    cur = e.source();
+  }
+  parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn io_errors_get_node_codes() {
+    let e = Error::io("open", "/x", std::io::Error::from(std::io::ErrorKind::NotFound));
+    assert_eq!(e.code(), "ENOENT");
+    assert_eq!(e.path().unwrap(), std::path::Path::new("/x"));
+    assert!(e.to_string().contains("'/x'"));
+    let e = Error::io("open", "/d", std::io::Error::from(std::io::ErrorKind::IsADirectory));
+    assert_eq!(e.code(), "EISDIR");
+  }
+
+  #[test]
+  fn abort_failed_keeps_the_cause_code_and_names_the_upload() {
+    let e = Error::AbortFailed {
+      source: Box::new(Error::FileChanged { path: "/f".into() }),
+      bucket: "b".into(),
+      key: "k".into(),
+      upload_id: "u-1".into(),
+    };
+    assert_eq!(e.code(), "ERR_FILE_CHANGED");
+    assert_eq!(e.remaining_upload_id(), Some("u-1"));
+    assert!(e.to_string().contains("u-1"));
+  }
+}

@@ -1,0 +1,75 @@
+//! The transfer engine: plain tokio + aws-sdk-s3, no napi. Driven by the binding layer, tested by `cargo test`.
+//!
+//! Concurrency model (see also the README):
+//! - a client owns one connection pool and a cap of `max_pool_connections` requests in flight, shared by every
+//!   call on it;
+//! - each call has a budget of `workers × MAX_REQUESTS_PER_FILE` request slots; a file takes as many slots as
+//!   requests it keeps in flight (1 for a small file, up to 10 for a multipart one);
+//! - a call's cancellation is one token that every task observes.
+
+mod body;
+mod client;
+pub mod config;
+mod download;
+mod error;
+pub mod paths;
+mod progress;
+mod scheduler;
+mod upload;
+
+use std::time::Duration;
+
+pub use client::Engine;
+pub use config::{ChecksumMode, ClientConfig, StaticCredentials};
+pub use download::{DownloadObject, DownloadRequest, DownloadSource};
+pub use error::{Error, Result};
+pub use progress::{Progress, ProgressSink, ProgressState, Summary};
+pub use tokio_util::sync::CancellationToken;
+pub use upload::{UploadFile, UploadRequest, UploadSource};
+
+/// Coalesced progress events go out at most this often unless the request says otherwise.
+pub const DEFAULT_PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How a caller steers one call: its cancellation token and where its progress goes.
+#[derive(Clone)]
+pub struct Control {
+  /// Cancelling it stops the call: in-flight requests are dropped, queued work never starts, multipart uploads
+  /// are aborted and temporary files removed before the call returns `Error::Cancelled`.
+  pub cancel: CancellationToken,
+  /// Receives coalesced progress events while the call runs.
+  pub progress: Option<ProgressSink>,
+  /// At most one event per interval.
+  pub progress_interval: Duration,
+}
+
+impl Default for Control {
+  fn default() -> Self {
+    Control { cancel: CancellationToken::new(), progress: None, progress_interval: DEFAULT_PROGRESS_INTERVAL }
+  }
+}
+
+impl Control {
+  async fn report<F: std::future::Future>(&self, state: &ProgressState, work: F) -> F::Output {
+    progress::report_while(state, self.progress.as_ref(), self.progress_interval, work).await
+  }
+
+  /// The call's outcome: its summary, or its error; a cancellation carries what completed before it.
+  fn finish(&self, result: Result<()>, state: &ProgressState) -> Result<Summary> {
+    match result {
+      Ok(()) => Ok(state.summary()),
+      Err(Error::Cancelled { .. }) => Err(Error::Cancelled { summary: Some(state.summary()) }),
+      Err(e) => Err(e),
+    }
+  }
+}
+
+/// S3 bucket names are 3-63 characters; S3-compatible stores are laxer, so only what can never work is refused.
+fn validate_bucket(bucket: &str) -> Result<()> {
+  if bucket.is_empty() {
+    return Err(Error::invalid_value("bucket must be a non-empty string"));
+  }
+  if bucket.contains('/') || bucket.len() > 255 {
+    return Err(Error::invalid_value(format!("bucket '{bucket}' is not a valid bucket name")));
+  }
+  Ok(())
+}

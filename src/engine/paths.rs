@@ -1,0 +1,125 @@
+//! Where downloaded keys may be written, and the temporary files they are written to first.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use super::error::{Error, Result};
+
+/// The path under `local_dir` for `key` (listed under `prefix`), or `None` for keys that name no file (folder
+/// markers ending in `/`, or the prefix itself). Refuses keys that would land outside `local_dir`: `..`
+/// segments, backslashes, NUL and drive letters, before anything is written.
+pub fn destination_for(local_dir: &Path, prefix: &str, key: &str) -> Result<Option<PathBuf>> {
+  let rel = key.strip_prefix(prefix).unwrap_or(key);
+  if rel.ends_with('/') {
+    return Ok(None);
+  }
+  let outside = || Error::PathOutsideDestination { key: key.to_owned(), local_dir: local_dir.to_owned() };
+  let mut path = local_dir.to_path_buf();
+  let mut segments = 0;
+  for (i, seg) in rel.split('/').enumerate() {
+    if seg.is_empty() || seg == "." {
+      continue;
+    }
+    let drive = i == 0 && seg.len() == 2 && seg.ends_with(':') && seg.as_bytes()[0].is_ascii_alphabetic();
+    if seg == ".." || seg.contains('\\') || seg.contains('\0') || drive {
+      return Err(outside());
+    }
+    path.push(seg);
+    segments += 1;
+  }
+  Ok((segments > 0).then_some(path))
+}
+
+/// A temporary file beside a destination, removed on drop unless it was renamed into place. So a failure, a
+/// cancel or a panic never leaves a half-written file at the destination or a stray temporary beside it.
+#[derive(Debug)]
+pub struct TempFile {
+  path: PathBuf,
+  file: Option<std::fs::File>,
+  persisted: bool,
+}
+
+static NEXT: AtomicU64 = AtomicU64::new(0);
+
+impl TempFile {
+  /// Creates `.<name>.<unique>.s3ferry-part` in the destination's directory (same file system, so the final
+  /// rename is atomic).
+  pub fn create_beside(dest: &Path) -> Result<Self> {
+    let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let unique = format!("{:x}-{:x}", std::process::id(), NEXT.fetch_add(1, Relaxed));
+    let path = dest.with_file_name(format!(".{name}.{unique}.s3ferry-part"));
+    let file = std::fs::OpenOptions::new()
+      .write(true)
+      .create_new(true)
+      .open(&path)
+      .map_err(|e| Error::io("create", dest, e))?;
+    Ok(TempFile { path, file: Some(file), persisted: false })
+  }
+
+  /// The open file, for positional writes.
+  pub fn take_file(&mut self) -> std::fs::File {
+    self.file.take().expect("the file is taken once")
+  }
+
+  /// Renames the finished file over `dest`.
+  pub fn persist(mut self, dest: &Path) -> Result<()> {
+    std::fs::rename(&self.path, dest).map_err(|e| Error::io("rename", dest, e))?;
+    self.persisted = true;
+    Ok(())
+  }
+}
+
+impl Drop for TempFile {
+  fn drop(&mut self) {
+    if !self.persisted {
+      let _ = std::fs::remove_file(&self.path);
+    }
+  }
+}
+
+/// True for the names `TempFile` uses (for tests and clean-up checks).
+pub fn is_temp_name(name: &str) -> bool {
+  name.starts_with('.') && name.ends_with(".s3ferry-part")
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn keys_map_under_the_destination() {
+    let d = Path::new("/dst");
+    assert_eq!(destination_for(d, "job/", "job/a/b.txt").unwrap(), Some(PathBuf::from("/dst/a/b.txt")));
+    assert_eq!(destination_for(d, "job", "job/a").unwrap(), Some(PathBuf::from("/dst/a")));
+    assert_eq!(destination_for(d, "", "x//./y z").unwrap(), Some(PathBuf::from("/dst/x/y z")));
+    assert_eq!(destination_for(d, "job/", "job/dir/").unwrap(), None);
+    assert_eq!(destination_for(d, "job/", "job/").unwrap(), None);
+  }
+
+  #[test]
+  fn keys_that_escape_are_refused() {
+    let d = Path::new("/dst");
+    for key in ["../x", "a/../../x", "a\\..\\x", "C:/x", "a\0b", "job/../../etc/passwd"] {
+      let e = destination_for(d, "", key).unwrap_err();
+      assert_eq!(e.code(), "ERR_PATH_OUTSIDE_DESTINATION", "{key}");
+      assert_eq!(e.key(), Some(key));
+    }
+    // An absolute-looking key stays under the destination.
+    assert_eq!(destination_for(d, "", "/etc/passwd").unwrap(), Some(PathBuf::from("/dst/etc/passwd")));
+  }
+
+  #[test]
+  fn temp_files_vanish_unless_persisted() {
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("f.bin");
+    let t = TempFile::create_beside(&dest).unwrap();
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    drop(t);
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    let mut t = TempFile::create_beside(&dest).unwrap();
+    std::io::Write::write_all(&mut t.take_file(), b"ok").unwrap();
+    t.persist(&dest).unwrap();
+    assert_eq!(std::fs::read(&dest).unwrap(), b"ok");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+  }
+}

@@ -1,0 +1,422 @@
+//! Upload: files up to `multipartThreshold` as one PutObject, larger ones as a multipart upload whose parts are
+//! read from disk as they are sent. A multipart upload that does not complete is aborted on the server.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
+use futures_util::{stream, StreamExt, TryStreamExt};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use super::body::FileRange;
+use super::client::Engine;
+use super::config::{ChecksumMode, MAX_KEY_BYTES, MAX_REQUESTS_PER_FILE};
+use super::error::{Error, Result};
+use super::progress::ProgressState;
+use super::scheduler::{joined, or_cancelled, run_jobs, spawn_abortable, Job};
+use super::{validate_bucket, Control};
+
+/// One local file and the key it goes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadFile {
+  /// Local path.
+  pub path: PathBuf,
+  /// Destination key.
+  pub key: String,
+}
+
+/// What to upload.
+#[derive(Debug, Clone)]
+pub enum UploadSource {
+  /// Explicit files.
+  Files(Vec<UploadFile>),
+  /// Every regular file under `local_dir`, at `key_prefix` + its `/`-separated relative path.
+  Directory {
+    /// The directory to walk.
+    local_dir: PathBuf,
+    /// Prepended to every relative path.
+    key_prefix: String,
+  },
+}
+
+/// An upload call.
+#[derive(Debug, Clone)]
+pub struct UploadRequest {
+  /// Destination bucket.
+  pub bucket: String,
+  /// What to upload.
+  pub source: UploadSource,
+}
+
+/// A file checked and sized before any request is sent.
+#[derive(Debug, Clone)]
+struct Planned {
+  path: PathBuf,
+  key: String,
+  size: u64,
+  modified: Option<SystemTime>,
+}
+
+impl UploadRequest {
+  /// Checks everything that can be checked without the file system.
+  pub fn validate(&self) -> Result<()> {
+    validate_bucket(&self.bucket)?;
+    match &self.source {
+      UploadSource::Files(files) => {
+        let mut seen = HashSet::with_capacity(files.len());
+        for (i, f) in files.iter().enumerate() {
+          if f.path.as_os_str().is_empty() {
+            return Err(Error::invalid_value(format!("files[{i}].path must not be empty")));
+          }
+          validate_key(&f.key, &format!("files[{i}].key"))?;
+          if !seen.insert(f.key.as_str()) {
+            return Err(Error::invalid_value(format!("files[{i}].key '{}' appears more than once in the request", f.key)));
+          }
+        }
+      }
+      UploadSource::Directory { local_dir, .. } => {
+        if local_dir.as_os_str().is_empty() {
+          return Err(Error::invalid_value("localDir must not be empty"));
+        }
+      }
+    }
+    Ok(())
+  }
+}
+
+fn validate_key(key: &str, what: &str) -> Result<()> {
+  if key.is_empty() {
+    return Err(Error::invalid_value(format!("{what} must not be empty")));
+  }
+  if key.len() > MAX_KEY_BYTES {
+    return Err(Error::invalid_value(format!(
+      "{what} is {} bytes; S3 keys are at most {MAX_KEY_BYTES} bytes: '{}...'",
+      key.len(),
+      &key[..key.floor_char_boundary(64)]
+    )));
+  }
+  Ok(())
+}
+
+impl Engine {
+  /// Uploads files. Resolves when every file is stored; on failure or cancel, files already stored stay, and
+  /// no multipart upload of this call is left on the server.
+  pub async fn upload(self: &Arc<Self>, request: UploadRequest, control: Control) -> Result<super::Summary> {
+    request.validate()?;
+    let progress = ProgressState::new();
+    let result = control
+      .report(&progress, async {
+        if control.cancel.is_cancelled() {
+          return Err(Error::Cancelled { summary: None });
+        }
+        let source = request.source.clone();
+        let (files, skipped) = or_cancelled(&control.cancel, async {
+          tokio::task::spawn_blocking(move || plan(source)).await.map_err(|e| joined::<()>(Err(e)).unwrap_err())?
+        })
+        .await?;
+        progress.add_total(files.len() as u64, files.iter().map(|f| f.size).sum());
+        for bytes in skipped {
+          progress.skip(bytes);
+        }
+        self.upload_planned(&request.bucket, files, &progress, &control.cancel).await
+      })
+      .await;
+    control.finish(result, &progress)
+  }
+
+  async fn upload_planned(
+    self: &Arc<Self>,
+    bucket: &str,
+    files: Vec<Planned>,
+    progress: &Arc<ProgressState>,
+    cancel: &CancellationToken,
+  ) -> Result<()> {
+    let budget = Arc::new(Semaphore::new(self.config().effective_upload_workers() * MAX_REQUESTS_PER_FILE));
+    let bucket: Arc<str> = Arc::from(bucket);
+    let jobs = files.into_iter().map(|file| {
+      let parts = self.config().part_size_for(file.size);
+      let multipart = file.size > self.config().multipart_threshold;
+      let weight = if multipart { (file.size.div_ceil(parts) as usize).min(MAX_REQUESTS_PER_FILE) } else { 1 };
+      let (engine, bucket, progress) = (self.clone(), bucket.clone(), progress.clone());
+      Job {
+        weight,
+        run: move |stop: CancellationToken, _slots: usize| async move {
+          let opened = open_checked(&file).await?;
+          if multipart {
+            engine.upload_multipart(&bucket, &file, opened, weight, &progress, &stop).await?;
+          } else {
+            engine.put_object(&bucket, &file, opened, &progress, &stop).await?;
+          }
+          progress.file_done();
+          Ok(())
+        },
+      }
+    });
+    run_jobs(jobs, budget, cancel).await
+  }
+
+  async fn put_object(
+    &self,
+    bucket: &str,
+    file: &Planned,
+    opened: Arc<std::fs::File>,
+    progress: &Arc<ProgressState>,
+    stop: &CancellationToken,
+  ) -> Result<()> {
+    let s3 = self.s3().await?;
+    let body = FileRange { file: opened.clone(), path: Arc::new(file.path.clone()), offset: 0, len: file.size };
+    or_cancelled(stop, async {
+      let _slot = self.request_slot().await;
+      s3.put_object()
+        .bucket(bucket)
+        .key(&file.key)
+        .content_length(file.size as i64)
+        .body(body.into_byte_stream(progress.range()))
+        .send()
+        .await
+        .map_err(|e| Error::from_sdk("PutObject", bucket, Some(&file.key), e))
+    })
+    .await?;
+    check_unchanged(file, opened).await
+  }
+
+  async fn upload_multipart(
+    &self,
+    bucket: &str,
+    file: &Planned,
+    opened: Arc<std::fs::File>,
+    concurrency: usize,
+    progress: &Arc<ProgressState>,
+    stop: &CancellationToken,
+  ) -> Result<()> {
+    let s3 = self.s3().await?.clone();
+    let with_checksum = self.config().effective_checksum() == ChecksumMode::WhenSupported;
+    let created = or_cancelled(stop, async {
+      let _slot = self.request_slot().await;
+      let mut req = s3.create_multipart_upload().bucket(bucket).key(&file.key);
+      if with_checksum {
+        req = req.checksum_algorithm(ChecksumAlgorithm::Crc32);
+      }
+      req.send().await.map_err(|e| Error::from_sdk("CreateMultipartUpload", bucket, Some(&file.key), e))
+    })
+    .await?;
+    let upload_id = created.upload_id().unwrap_or_default().to_owned();
+
+    let result = or_cancelled(stop, self.send_parts_and_complete(&s3, bucket, file, &upload_id, opened, concurrency, with_checksum, progress)).await;
+    if let Err(cause) = result {
+      // Whatever went wrong (a part, a cancel, the file changing), the upload must not stay on the server. This
+      // runs even after a cancel and is not itself cancellable: it is one small request.
+      let aborted = {
+        let _slot = self.request_slot().await;
+        s3.abort_multipart_upload().bucket(bucket).key(&file.key).upload_id(&upload_id).send().await
+      };
+      return match aborted.map_err(|e| Error::from_sdk("AbortMultipartUpload", bucket, Some(&file.key), e)) {
+        // Already gone (completed or aborted by a racing request): nothing is left behind.
+        Ok(_) => Err(cause),
+        Err(e) if e.code() == "NoSuchUpload" => Err(cause),
+        Err(_) => Err(Error::AbortFailed { source: Box::new(cause), bucket: bucket.to_owned(), key: file.key.clone(), upload_id }),
+      };
+    }
+    Ok(())
+  }
+
+  #[allow(clippy::too_many_arguments)] // one call site; a struct would only rename these
+  async fn send_parts_and_complete(
+    &self,
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    file: &Planned,
+    upload_id: &str,
+    opened: Arc<std::fs::File>,
+    concurrency: usize,
+    with_checksum: bool,
+    progress: &Arc<ProgressState>,
+  ) -> Result<()> {
+    let part_size = self.config().part_size_for(file.size);
+    let count = file.size.div_ceil(part_size);
+    let path = Arc::new(file.path.clone());
+    let parts = (0..count).map(|i| {
+      let offset = i * part_size;
+      let range = FileRange { file: opened.clone(), path: path.clone(), offset, len: part_size.min(file.size - offset) };
+      let (s3, bucket, key, upload_id, range_progress) =
+        (s3.clone(), bucket.to_owned(), file.key.clone(), upload_id.to_owned(), progress.range());
+      (i as i32 + 1, range, s3, bucket, key, upload_id, range_progress)
+    });
+    let mut completed: Vec<CompletedPart> = stream::iter(parts)
+      .map(|(number, range, s3, bucket, key, upload_id, range_progress)| async move {
+        let len = range.len as i64;
+        let mut req = s3
+          .upload_part()
+          .bucket(&bucket)
+          .key(&key)
+          .upload_id(&upload_id)
+          .part_number(number)
+          .content_length(len)
+          .body(range.into_byte_stream(range_progress));
+        if with_checksum {
+          req = req.checksum_algorithm(ChecksumAlgorithm::Crc32);
+        }
+        let out = {
+          let _slot = self.request_slot().await;
+          // Each part is its own task so parts use every runtime thread; dropping this future aborts it.
+          joined(spawn_abortable(async move { req.send().await.map_err(|e| Error::from_sdk("UploadPart", &bucket, Some(&key), e)) }).await)?
+        };
+        Ok::<_, Error>(
+          CompletedPart::builder()
+            .part_number(number)
+            .set_e_tag(out.e_tag().map(str::to_owned))
+            .set_checksum_crc32(out.checksum_crc32().map(str::to_owned))
+            .build(),
+        )
+      })
+      .buffer_unordered(concurrency.max(1))
+      .try_collect()
+      .await?;
+    completed.sort_by_key(|p| p.part_number());
+    check_unchanged(file, opened).await?;
+    let _slot = self.request_slot().await;
+    s3.complete_multipart_upload()
+      .bucket(bucket)
+      .key(&file.key)
+      .upload_id(upload_id)
+      .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(completed)).build())
+      .send()
+      .await
+      .map_err(|e| Error::from_sdk("CompleteMultipartUpload", bucket, Some(&file.key), e))?;
+    Ok(())
+  }
+}
+
+/// Opens the file and checks it is still what was planned.
+async fn open_checked(file: &Planned) -> Result<Arc<std::fs::File>> {
+  let path = file.path.clone();
+  let f = tokio::task::spawn_blocking(move || std::fs::File::open(&path)).await.map_err(|e| joined::<()>(Err(e)).unwrap_err())?;
+  let f = Arc::new(f.map_err(|e| Error::io("open", &file.path, e))?);
+  check_unchanged(file, f.clone()).await?;
+  Ok(f)
+}
+
+/// A file whose size or modification time differs from what was planned changed under us: what was sent may
+/// mix old and new bytes.
+async fn check_unchanged(file: &Planned, opened: Arc<std::fs::File>) -> Result<()> {
+  let meta = tokio::task::spawn_blocking(move || opened.metadata()).await.map_err(|e| joined::<()>(Err(e)).unwrap_err())?;
+  let meta = meta.map_err(|e| Error::io("stat", &file.path, e))?;
+  if meta.len() != file.size || meta.modified().ok() != file.modified {
+    return Err(Error::FileChanged { path: file.path.clone() });
+  }
+  Ok(())
+}
+
+/// Stats every file (explicit list) or walks the directory. Runs on a blocking thread. Returns the files to
+/// send and the sizes of the entries skipped (symlinks and special files are not followed in a directory walk,
+/// so a link to `/etc` is never uploaded by accident).
+fn plan(source: UploadSource) -> Result<(Vec<Planned>, Vec<u64>)> {
+  match source {
+    UploadSource::Files(files) => {
+      let mut out = Vec::with_capacity(files.len());
+      for f in files {
+        let meta = std::fs::metadata(&f.path).map_err(|e| Error::io("stat", &f.path, e))?;
+        if meta.is_dir() {
+          return Err(Error::io("read", &f.path, std::io::Error::from(std::io::ErrorKind::IsADirectory)));
+        }
+        out.push(Planned { size: meta.len(), modified: meta.modified().ok(), path: f.path, key: f.key });
+      }
+      Ok((out, Vec::new()))
+    }
+    UploadSource::Directory { local_dir, key_prefix } => {
+      let meta = std::fs::metadata(&local_dir).map_err(|e| Error::io("stat", &local_dir, e))?;
+      if !meta.is_dir() {
+        return Err(Error::io("read directory", &local_dir, std::io::Error::from(std::io::ErrorKind::NotADirectory)));
+      }
+      let mut out = Vec::new();
+      let mut skipped = Vec::new();
+      walk(&local_dir, &local_dir, &key_prefix, &mut out, &mut skipped)?;
+      out.sort_by(|a, b| a.key.cmp(&b.key));
+      Ok((out, skipped))
+    }
+  }
+}
+
+fn walk(root: &Path, dir: &Path, prefix: &str, out: &mut Vec<Planned>, skipped: &mut Vec<u64>) -> Result<()> {
+  let entries = std::fs::read_dir(dir).map_err(|e| Error::io("read directory", dir, e))?;
+  for entry in entries {
+    let entry = entry.map_err(|e| Error::io("read directory", dir, e))?;
+    let path = entry.path();
+    let meta = std::fs::symlink_metadata(&path).map_err(|e| Error::io("stat", &path, e))?;
+    if meta.is_dir() {
+      walk(root, &path, prefix, out, skipped)?;
+    } else if meta.is_file() {
+      let rel = path.strip_prefix(root).expect("walked paths are under the root");
+      let mut key = String::from(prefix);
+      for (i, part) in rel.components().enumerate() {
+        if i > 0 {
+          key.push('/');
+        }
+        let part = part.as_os_str().to_str().ok_or_else(|| {
+          Error::invalid_value(format!("'{}' is not valid UTF-8 and cannot be an S3 key", path.display()))
+        })?;
+        key.push_str(part);
+      }
+      validate_key(&key, &format!("the key for '{}'", path.display()))?;
+      out.push(Planned { path, key, size: meta.len(), modified: meta.modified().ok() });
+    } else {
+      skipped.push(0);
+    }
+  }
+  Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn duplicate_and_oversized_keys_are_refused_before_anything() {
+    let req = UploadRequest {
+      bucket: "b".into(),
+      source: UploadSource::Files(vec![
+        UploadFile { path: "/a".into(), key: "k".into() },
+        UploadFile { path: "/b".into(), key: "k".into() },
+      ]),
+    };
+    let e = req.validate().unwrap_err();
+    assert_eq!(e.code(), "ERR_INVALID_ARG_VALUE");
+    assert!(e.to_string().contains("more than once"));
+    let long = "x".repeat(1025);
+    let req = UploadRequest { bucket: "b".into(), source: UploadSource::Files(vec![UploadFile { path: "/a".into(), key: long }]) };
+    assert!(req.validate().unwrap_err().to_string().contains("1024"));
+  }
+
+  #[test]
+  fn directory_walk_makes_slash_keys_and_skips_symlinks() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("a/b")).unwrap();
+    std::fs::write(dir.path().join("a/b/c.txt"), b"hello").unwrap();
+    std::fs::write(dir.path().join("top file.bin"), b"").unwrap();
+    std::os::unix::fs::symlink("/etc", dir.path().join("link")).unwrap();
+    let (files, skipped) =
+      plan(UploadSource::Directory { local_dir: dir.path().to_owned(), key_prefix: "job/".into() }).unwrap();
+    let keys: Vec<_> = files.iter().map(|f| f.key.as_str()).collect();
+    assert_eq!(keys, ["job/a/b/c.txt", "job/top file.bin"]);
+    assert_eq!(files[0].size, 5);
+    assert_eq!(skipped.len(), 1);
+  }
+
+  #[test]
+  fn missing_files_and_directories_get_node_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope");
+    let e = plan(UploadSource::Files(vec![UploadFile { path: missing.clone(), key: "k".into() }])).unwrap_err();
+    assert_eq!(e.code(), "ENOENT");
+    assert_eq!(e.path(), Some(missing.as_path()));
+    let e = plan(UploadSource::Files(vec![UploadFile { path: dir.path().to_owned(), key: "k".into() }])).unwrap_err();
+    assert_eq!(e.code(), "EISDIR");
+    let file = dir.path().join("f");
+    std::fs::write(&file, b"x").unwrap();
+    let e = plan(UploadSource::Directory { local_dir: file, key_prefix: String::new() }).unwrap_err();
+    assert_eq!(e.code(), "ENOTDIR");
+  }
+}
