@@ -70,10 +70,15 @@ const env = {
 let status = 1
 try {
   step('node --test __test__/')
-  const files = readdirSync(path.join(ROOT, '__test__'))
-    .filter((f) => f.endsWith('.test.mjs'))
-    .map((f) => path.join('__test__', f))
-  const r = spawnSync(process.execPath, ['--test', '--test-concurrency=2', ...passthrough, ...files], { stdio: 'inherit', cwd: ROOT, env })
+  // Test files named on the command line run alone; otherwise every __test__/*.test.mjs.
+  const named = passthrough.filter((a) => a.endsWith('.mjs'))
+  const options = passthrough.filter((a) => !a.endsWith('.mjs'))
+  const files = named.length
+    ? named
+    : readdirSync(path.join(ROOT, '__test__'))
+        .filter((f) => f.endsWith('.test.mjs'))
+        .map((f) => path.join('__test__', f))
+  const r = spawnSync(process.execPath, ['--test', '--test-concurrency=2', ...options, ...files], { stdio: 'inherit', cwd: ROOT, env })
   status = r.status ?? 1
 } finally {
   await server.stop()

@@ -206,41 +206,49 @@ fn shared_client(env: &Env, request: &Object) -> Result<Arc<Engine>> {
   Ok(engine)
 }
 
-/// The engine control for a call: a token cancelled by `signal`, and a progress sink that queues events to the
-/// JavaScript callback without ever blocking the transfer.
+/// What one call needs besides its engine request.
+struct CallSetup {
+  control: Control,
+  /// Kept to send the final event before the promise resolves.
+  callback: Option<Arc<options::ProgressCallback>>,
+  /// Cancels the call if its JavaScript environment is torn down first (a worker thread that exits
+  /// mid-transfer): the engine then still aborts its multipart uploads and removes its temporary files.
+  teardown: napi::CleanupEnvHook<CancellationToken>,
+}
+
+/// The engine control for a call: a token cancelled by `signal` (or by the environment's teardown), and a
+/// progress sink that queues events to the JavaScript callback without ever blocking the transfer.
 fn control(
   env: &Env,
   signal: Option<&AbortSignal>,
   on_progress: Option<options::ProgressCallback>,
   interval_ms: Option<f64>,
-) -> Result<(Control, Option<Arc<options::ProgressCallback>>)> {
+) -> Result<CallSetup> {
   let progress_interval = options::progress_interval(interval_ms).map_err(|e| to_js_error(env, &e))?;
   let cancel = CancellationToken::new();
   if let Some(signal) = signal {
     let token = cancel.clone();
     signal.on_abort(move || token.cancel());
   }
+  let teardown = env.add_env_cleanup_hook(cancel.clone(), |token| token.cancel())?;
   let callback = on_progress.map(Arc::new);
   let progress = callback.clone().map(|f| {
     Arc::new(move |p: engine::Progress| {
       f.call(p.into(), ThreadsafeFunctionCallMode::NonBlocking);
     }) as ProgressSink
   });
-  Ok((Control { cancel, progress, progress_interval }, callback))
+  Ok(CallSetup { control: Control { cancel, progress, progress_interval }, callback, teardown })
 }
 
 /// Runs an engine call on napi's tokio runtime. On success the final progress event is delivered (awaited, so
 /// it reaches JavaScript before the promise resolves); then the callback is released so nothing keeps the
 /// event loop alive.
-fn run<'env, F, Fut>(
-  env: &'env Env,
-  (control, callback): (Control, Option<Arc<options::ProgressCallback>>),
-  call: F,
-) -> Result<PromiseRaw<'env, TransferSummary>>
+fn run<'env, F, Fut>(env: &'env Env, setup: CallSetup, call: F) -> Result<PromiseRaw<'env, TransferSummary>>
 where
   F: FnOnce(Control) -> Fut + Send + 'static,
   Fut: Future<Output = engine::Result<engine::Summary>> + Send + 'static,
 {
+  let CallSetup { control, callback, teardown } = setup;
   env.spawn_future_with_callback(
     async move {
       let result = call(control).await;
@@ -260,9 +268,13 @@ where
       drop(callback);
       Ok(result)
     },
-    |env, result| match result {
-      Ok(summary) => Ok(TransferSummary::from(summary)),
-      Err(e) => Err(to_js_error(env, &e)),
+    move |env, result| {
+      // The call is over; its environment's teardown no longer concerns it.
+      let _ = env.remove_env_cleanup_hook(teardown);
+      match result {
+        Ok(summary) => Ok(TransferSummary::from(summary)),
+        Err(e) => Err(to_js_error(env, &e)),
+      }
     },
   )
 }

@@ -112,7 +112,7 @@ impl Engine {
         }
         let entries = or_cancelled(&control.cancel, self.plan_download(&request)).await?;
         let listed: u64 = entries.iter().filter_map(|e| e.size).sum();
-        progress.add_total(entries.len() as u64, listed);
+        progress.set_planned(entries.len() as u64, listed);
         self.download_entries(&request.bucket, entries, &progress, &control.cancel).await
       })
       .await;

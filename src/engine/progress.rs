@@ -1,6 +1,6 @@
 //! Progress accounting shared by every task of one transfer call, and its coalesced reporting.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -52,6 +52,8 @@ pub struct ProgressState {
   total_files: AtomicU64,
   skipped_files: AtomicU64,
   skipped_bytes: AtomicU64,
+  /// Set once the call knows its files (and, where it can, their bytes); no event goes out before.
+  planned: AtomicBool,
   started: Instant,
 }
 
@@ -65,14 +67,21 @@ impl ProgressState {
       total_files: AtomicU64::new(0),
       skipped_files: AtomicU64::new(0),
       skipped_bytes: AtomicU64::new(0),
+      planned: AtomicBool::new(false),
       started: Instant::now(),
     })
   }
 
-  /// Adds files (and their bytes, when known) to the totals.
-  pub fn add_total(&self, files: u64, bytes: u64) {
+  /// Sets the totals once the call's files are known (and, where they can be, their bytes). Progress events
+  /// start only after this, so the first event already carries the totals.
+  pub fn set_planned(&self, files: u64, bytes: u64) {
     self.total_files.fetch_add(files, Relaxed);
     self.total_bytes.fetch_add(bytes, Relaxed);
+    self.planned.store(true, std::sync::atomic::Ordering::Release);
+  }
+
+  fn is_planned(&self) -> bool {
+    self.planned.load(std::sync::atomic::Ordering::Acquire)
   }
 
   /// Adds bytes discovered later (the size of an object in an explicit download list).
@@ -177,6 +186,9 @@ pub async fn report_while<F: std::future::Future>(
       biased;
       out = &mut work => return out,
       _ = ticker.tick() => {
+        if !state.is_planned() {
+          continue;
+        }
         let mut p = state.snapshot();
         let now = Instant::now();
         window.push_back((now, p.transferred_bytes));
@@ -206,7 +218,7 @@ mod tests {
   #[test]
   fn retried_ranges_are_not_counted_twice() {
     let s = ProgressState::new();
-    s.add_total(1, 100);
+    s.set_planned(1, 100);
     let r = s.range();
     r.reached(40);
     r.reached(10); // a retry starting over
@@ -223,12 +235,13 @@ mod tests {
   #[tokio::test]
   async fn reporter_coalesces_and_stops_with_the_work() {
     let s = ProgressState::new();
-    s.add_total(1, 10);
     let events = Arc::new(std::sync::Mutex::new(Vec::new()));
     let ev = events.clone();
     let sink: ProgressSink = Arc::new(move |p| ev.lock().unwrap().push(p));
     let r = s.range();
     let out = report_while(&s, Some(&sink), Duration::from_millis(5), async {
+      tokio::time::sleep(Duration::from_millis(12)).await;
+      s.set_planned(1, 10);
       for i in 1..=10 {
         r.reached(i);
         tokio::time::sleep(Duration::from_millis(3)).await;
@@ -242,6 +255,7 @@ mod tests {
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert_eq!(events.lock().unwrap().len(), n, "no event after the work ends");
     let v = events.lock().unwrap();
+    assert!(v.iter().all(|p| p.total_files == 1 && p.total_bytes == 10), "no event before the totals are known");
     assert!(v.windows(2).all(|w| w[0].transferred_bytes <= w[1].transferred_bytes));
   }
 }

@@ -117,10 +117,10 @@ impl Engine {
           tokio::task::spawn_blocking(move || plan(source)).await.map_err(|e| joined::<()>(Err(e)).unwrap_err())?
         })
         .await?;
-        progress.add_total(files.len() as u64, files.iter().map(|f| f.size).sum());
         for bytes in skipped {
           progress.skip(bytes);
         }
+        progress.set_planned(files.len() as u64, files.iter().map(|f| f.size).sum());
         self.upload_planned(&request.bucket, files, &progress, &control.cancel).await
       })
       .await;

@@ -1,0 +1,231 @@
+// Every error the core promises: S3 codes with bucket/key/statusCode, Node-style local codes with path, argument
+// errors raised before any request, and secrets that never appear in any of them.
+import assert from 'node:assert/strict'
+import { spawnSync } from 'node:child_process'
+import { chmodSync, mkdirSync, writeFileSync } from 'node:fs'
+import net from 'node:net'
+import path from 'node:path'
+import { test } from 'node:test'
+import { fileURLToPath } from 'node:url'
+import { TransferClient, upload } from '../index.js'
+import { clientOptions, listKeys, makeBucket, server, tempDir } from './helpers.mjs'
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
+
+/** Asserts no secret of `creds` appears anywhere in `err` (message, stack, own properties, cause chain). */
+function assertNoSecrets(err, creds) {
+  const seen = new Set()
+  const dump = (e) => {
+    if (!e || typeof e !== 'object' || seen.has(e)) return String(e)
+    seen.add(e)
+    return [e.message, e.stack, JSON.stringify(e), ...Object.values(e).map(dump), dump(e.cause)].join('\n')
+  }
+  const text = dump(err)
+  assert.ok(!text.includes(creds.secretAccessKey), 'secret key leaked into the error')
+  if (creds.sessionToken) assert.ok(!text.includes(creds.sessionToken), 'session token leaked into the error')
+  assert.ok(!/Signature=|signature [0-9a-f]{64}/i.test(text), 'a signature leaked into the error')
+}
+
+/** A loopback port with nothing listening, and a server that counts connections (to prove none are made). */
+async function countingServer() {
+  let connections = 0
+  const srv = net.createServer((s) => {
+    connections++
+    s.destroy()
+  })
+  await new Promise((r) => srv.listen(0, '127.0.0.1', r))
+  return { endpoint: `http://127.0.0.1:${srv.address().port}`, count: () => connections, close: () => new Promise((r) => srv.close(r)) }
+}
+
+test('a bucket that does not exist: NoSuchBucket with bucket and statusCode, for upload and download', async () => {
+  const client = new TransferClient(await clientOptions())
+  const dir = tempDir()
+  writeFileSync(path.join(dir, 'f.txt'), 'x')
+  const missing = 'no-such-bucket-' + process.pid
+  await assert.rejects(client.upload({ bucket: missing, files: [{ path: path.join(dir, 'f.txt'), key: 'k/f.txt' }] }), (e) => {
+    assert.equal(e.code, 'NoSuchBucket')
+    assert.equal(e.bucket, missing)
+    assert.equal(e.key, 'k/f.txt')
+    assert.equal(e.statusCode, 404)
+    assert.match(e.message, new RegExp(missing))
+    return true
+  })
+  await assert.rejects(client.download({ bucket: missing, keyPrefix: 'k/', localDir: path.join(dir, 'out') }), (e) => {
+    assert.equal(e.code, 'NoSuchBucket')
+    assert.equal(e.bucket, missing)
+    return true
+  })
+})
+
+test('a key that does not exist: NoSuchKey naming the key, and no file is created', async () => {
+  const client = new TransferClient(await clientOptions())
+  const bucket = await makeBucket()
+  const dir = tempDir()
+  const dest = path.join(dir, 'never.bin')
+  await assert.rejects(client.download({ bucket, objects: [{ key: 'missing/key.bin', path: dest }] }), (e) => {
+    assert.equal(e.code, 'NoSuchKey')
+    assert.equal(e.key, 'missing/key.bin')
+    assert.equal(e.statusCode, 404)
+    return true
+  })
+  assert.deepEqual(spawnSync('ls', ['-A', dir]).stdout.toString(), '', 'neither the file nor a temporary is left')
+})
+
+test('wrong credentials: InvalidAccessKeyId and SignatureDoesNotMatch, secrets never in the error', async () => {
+  const s = await server()
+  const bucket = await makeBucket()
+  const dir = tempDir()
+  writeFileSync(path.join(dir, 'f.txt'), 'x')
+  const files = [{ path: path.join(dir, 'f.txt'), key: 'f.txt' }]
+  const unknownKey = { accessKeyId: 'AKIDUNKNOWN000', secretAccessKey: 'unknown-secret-0123456789abcdef', sessionToken: 'tok-secret-abcdef' }
+  const c1 = new TransferClient(await clientOptions({ credentials: unknownKey }))
+  await assert.rejects(c1.upload({ bucket, files }), (e) => {
+    assert.equal(e.code, 'InvalidAccessKeyId')
+    assert.equal(e.statusCode, 403)
+    assertNoSecrets(e, unknownKey)
+    return true
+  })
+  const wrongSecret = { accessKeyId: s.credentials.accessKeyId, secretAccessKey: 'definitely-not-the-secret-0000' }
+  const c2 = new TransferClient(await clientOptions({ credentials: wrongSecret }))
+  await assert.rejects(c2.upload({ bucket, files }), (e) => {
+    assert.equal(e.code, 'SignatureDoesNotMatch')
+    assertNoSecrets(e, wrongSecret)
+    assertNoSecrets(e, s.credentials)
+    return true
+  })
+  assert.deepEqual(await listKeys(bucket), [])
+})
+
+test('a read-only identity: AccessDenied on upload', async () => {
+  const s = await server()
+  const bucket = await makeBucket()
+  const dir = tempDir()
+  writeFileSync(path.join(dir, 'f.txt'), 'x')
+  const client = new TransferClient(await clientOptions({ credentials: s.readOnlyCredentials }))
+  await assert.rejects(client.upload({ bucket, files: [{ path: path.join(dir, 'f.txt'), key: 'f.txt' }] }), (e) => {
+    assert.equal(e.code, 'AccessDenied')
+    assert.equal(e.statusCode, 403)
+    assertNoSecrets(e, s.readOnlyCredentials)
+    return true
+  })
+})
+
+test('local files: ENOENT, EISDIR and ENOTDIR with path, before any request', async () => {
+  const counting = await countingServer()
+  try {
+    const client = new TransferClient({ endpoint: counting.endpoint, forcePathStyle: true, credentials: { accessKeyId: 'a', secretAccessKey: 'b' } })
+    const dir = tempDir()
+    const missing = path.join(dir, 'missing.bin')
+    await assert.rejects(client.upload({ bucket: 'b', files: [{ path: missing, key: 'k' }] }), (e) => {
+      assert.equal(e.code, 'ENOENT')
+      assert.equal(e.path, missing)
+      assert.match(e.message, /missing\.bin/)
+      return true
+    })
+    await assert.rejects(client.upload({ bucket: 'b', files: [{ path: dir, key: 'k' }] }), (e) => e.code === 'EISDIR' && e.path === dir)
+    await assert.rejects(client.upload({ bucket: 'b', localDir: missing }), (e) => e.code === 'ENOENT' && e.path === missing)
+    writeFileSync(path.join(dir, 'plain'), 'x')
+    await assert.rejects(client.upload({ bucket: 'b', localDir: path.join(dir, 'plain') }), (e) => e.code === 'ENOTDIR')
+    assert.equal(counting.count(), 0, 'no connection was made')
+  } finally {
+    await counting.close()
+  }
+})
+
+test('an unreadable file: EACCES with path (checked as an unprivileged user)', async (t) => {
+  const dir = tempDir()
+  const file = path.join(dir, 'secret.bin')
+  writeFileSync(file, 'x')
+  chmodSync(file, 0o000)
+  chmodSync(dir, 0o755)
+  // Root reads anything, so the check runs in a child process that drops to an unprivileged user.
+  if (process.getuid?.() !== 0) {
+    t.diagnostic('not root: checking as the current user')
+  }
+  const script = `
+    if (process.getuid() === 0) { process.setgid(65534); process.setuid(65534) }
+    const { TransferClient } = require(${JSON.stringify(path.join(ROOT, 'index.js'))})
+    const c = new TransferClient({ endpoint: 'http://127.0.0.1:9', forcePathStyle: true, credentials: { accessKeyId: 'a', secretAccessKey: 'b' } })
+    c.upload({ bucket: 'b', files: [{ path: ${JSON.stringify(file)}, key: 'k' }] })
+      .then(() => console.log('resolved'), (e) => console.log(JSON.stringify({ code: e.code, path: e.path })))`
+  const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8' })
+  assert.equal(r.status, 0, r.stderr)
+  assert.deepEqual(JSON.parse(r.stdout.trim()), { code: 'EACCES', path: file })
+})
+
+test('bad options and requests: coded errors before any request is sent', async () => {
+  const counting = await countingServer()
+  try {
+    const base = { endpoint: counting.endpoint, forcePathStyle: true, credentials: { accessKeyId: 'a', secretAccessKey: 'b' } }
+    const value = (e) => e instanceof TypeError && e.code === 'ERR_INVALID_ARG_VALUE'
+    const type = (e) => e instanceof TypeError && e.code === 'ERR_INVALID_ARG_TYPE'
+    assert.throws(() => new TransferClient({ ...base, partSize: 1024 * 1024 }), (e) => value(e) && /partSize/.test(e.message))
+    assert.throws(() => new TransferClient({ ...base, maxPoolConnections: 0 }), (e) => value(e) && /maxPoolConnections/.test(e.message))
+    assert.throws(() => new TransferClient({ ...base, maxPoolConnections: -5 }), value)
+    assert.throws(() => new TransferClient({ ...base, maxPoolConnections: 2.5 }), value)
+    assert.throws(() => new TransferClient({ ...base, uploadWorkers: 0 }), value)
+    assert.throws(() => new TransferClient({ ...base, maxAttempts: 0 }), value)
+    assert.throws(() => new TransferClient({ ...base, multipartThreshold: 10 }), value)
+    assert.throws(() => new TransferClient({ ...base, endpoint: 'ftp://x' }), (e) => value(e) && /endpoint/.test(e.message))
+    assert.throws(() => new TransferClient({ ...base, maxPoolConnections: 'many' }), type)
+    assert.throws(() => new TransferClient({ ...base, checksum: 'sometimes' }), type)
+    assert.throws(() => new TransferClient(42), type)
+
+    const client = new TransferClient(base)
+    const dir = tempDir()
+    writeFileSync(path.join(dir, 'f'), 'x')
+    const f = path.join(dir, 'f')
+    await assert.rejects(client.upload({ bucket: 'b', files: [{ path: f, key: 'k' }], localDir: dir }), (e) => value(e) && /not both/.test(e.message))
+    await assert.rejects(client.upload({ bucket: 'b' }), value)
+    await assert.rejects(client.upload({ bucket: '', files: [{ path: f, key: 'k' }] }), (e) => value(e) && /bucket/.test(e.message))
+    await assert.rejects(client.upload({ files: [{ path: f, key: 'k' }] }), (e) => type(e) && /bucket/.test(e.message))
+    await assert.rejects(client.upload({ bucket: 'b', files: [{ path: f, key: 'k' }, { path: f, key: 'k' }] }), (e) => value(e) && /more than once/.test(e.message))
+    await assert.rejects(client.upload({ bucket: 'b', files: [{ path: f, key: 'x'.repeat(1025) }] }), (e) => value(e) && /1024/.test(e.message))
+    await assert.rejects(client.upload({ bucket: 'b', files: [{ path: f, key: '' }] }), value)
+    await assert.rejects(client.upload({ bucket: 'b', files: 'nope' }), type)
+    await assert.rejects(client.upload(null), type)
+    await assert.rejects(client.upload({ bucket: 'b', localDir: dir, signal: 'x' }), type)
+    await assert.rejects(client.upload({ bucket: 'b', localDir: dir, onProgress: 5 }), type)
+    await assert.rejects(client.upload({ bucket: 'b', localDir: dir, progressIntervalMs: -1 }), value)
+    await assert.rejects(client.download({ bucket: 'b', objects: [{ key: 'a', path: f }, { key: 'b', path: f }] }), value)
+    await assert.rejects(client.download({ bucket: 'b' }), value)
+    await assert.rejects(upload({ ...base, partSize: 3, bucket: 'b', localDir: dir }), value)
+    assert.equal(counting.count(), 0, 'no connection was made')
+  } finally {
+    await counting.close()
+  }
+})
+
+test('an unreachable endpoint fails fast with a network error, not an endless retry', async () => {
+  const counting = await countingServer()
+  await counting.close() // nothing listens there now
+  const client = new TransferClient({ endpoint: counting.endpoint, forcePathStyle: true, credentials: { accessKeyId: 'a', secretAccessKey: 'b' } })
+  const dir = tempDir()
+  writeFileSync(path.join(dir, 'f'), 'x')
+  await assert.rejects(client.upload({ bucket: 'b', files: [{ path: path.join(dir, 'f'), key: 'k' }] }), (e) => {
+    assert.equal(e.code, 'ERR_NETWORK')
+    assert.equal(e.bucket, 'b')
+    return true
+  })
+})
+
+test('a key that would escape the destination directory is refused before anything is written', async () => {
+  const client = new TransferClient(await clientOptions())
+  const bucket = await makeBucket()
+  const dir = tempDir()
+  const src = path.join(dir, 'src')
+  mkdirSync(src)
+  writeFileSync(path.join(src, 'ok.txt'), 'fine')
+  await client.upload({ bucket, localDir: src, keyPrefix: '' })
+  writeFileSync(path.join(src, 'evil.txt'), 'evil')
+  // SeaweedFS itself refuses keys with `..` segments or backslashes (the engine's unit tests cover those); a
+  // drive-letter key is legal S3 and must still be refused here.
+  await client.upload({ bucket, files: [{ path: path.join(src, 'evil.txt'), key: 'C:/evil.txt' }] })
+  const out = path.join(dir, 'out')
+  await assert.rejects(client.download({ bucket, keyPrefix: '', localDir: out }), (e) => {
+    assert.equal(e.code, 'ERR_PATH_OUTSIDE_DESTINATION')
+    assert.equal(e.key, 'C:/evil.txt')
+    return true
+  })
+  assert.deepEqual(spawnSync('ls', ['-A', dir]).stdout.toString().trim().split('\n'), ['src'], 'nothing was written')
+})
