@@ -5,12 +5,11 @@
 //  3. the engine's cargo tests (same target dir as the addon build, so dependencies compile once);
 //  4. a real S3 server (SeaweedFS from PyPI) on loopback, and the Node tests in __test__/ against it.
 // Flags: --skip-build (use the built addon), --only-node, --only-cargo; extra args go to `node --test`.
-import { execFileSync, spawnSync } from 'node:child_process'
-import { existsSync, readdirSync, statSync } from 'node:fs'
+import { spawnSync } from 'node:child_process'
+import { readdirSync } from 'node:fs'
 import path from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { ROOT, buildAddon, ensureNpmDeps, sh } from './setup.mjs'
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const args = process.argv.slice(2)
 const flag = (f) => args.includes(f)
 const passthrough = args.filter((a) => !a.startsWith('--skip-') && !a.startsWith('--only-'))
@@ -20,25 +19,11 @@ function step(name) {
   console.log(`\n== ${name}`)
 }
 
-function sh(cmd, argv, opts = {}) {
-  const r = spawnSync(cmd, argv, { stdio: 'inherit', cwd: ROOT, ...opts })
-  if (r.status !== 0) {
-    console.error(`${cmd} ${argv.join(' ')} failed (${r.status ?? r.signal})`)
-    process.exit(r.status || 1)
-  }
-}
-
-const lock = path.join(ROOT, 'package-lock.json')
-const installed = path.join(ROOT, 'node_modules', '.package-lock.json')
-if (!existsSync(installed) || statSync(installed).mtimeMs < statSync(lock).mtimeMs) {
-  step('npm ci')
-  sh('npm', ['ci', '--no-audit', '--no-fund'])
-}
+ensureNpmDeps()
 
 if (!flag('--only-node')) {
   if (!flag('--skip-build')) {
-    step('build the addon (debug)')
-    sh('npx', ['napi', 'build', '--platform', '--js', 'native.js', '--dts', 'index.d.ts', '--no-const-enum'])
+    buildAddon({ release: false })
     const inGit = spawnSync('git', ['rev-parse', '--is-inside-work-tree'], { cwd: ROOT }).status === 0
     if (inGit) {
       const diff = spawnSync('git', ['diff', '--exit-code', '--stat', '--', 'index.d.ts', 'native.js'], { cwd: ROOT, stdio: 'inherit' })

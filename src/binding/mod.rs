@@ -115,7 +115,10 @@ impl TransferClient {
   /// credentials are resolved on the first transfer.
   #[napi(constructor)]
   pub fn new(env: Env, options: Option<ClientOptions>) -> Result<Self> {
-    let config = options.unwrap_or_default().into_config().map_err(|e| to_js_error(&env, &e))?;
+    let config = options
+      .unwrap_or_default()
+      .into_config()
+      .map_err(|e| to_js_error(&env, &e))?;
     let engine = Engine::new(config).map_err(|e| to_js_error(&env, &e))?;
     Ok(TransferClient { engine })
   }
@@ -147,19 +150,37 @@ impl TransferClient {
   #[napi]
   pub fn upload<'env>(&self, env: &'env Env, mut request: UploadRequest) -> Result<PromiseRaw<'env, TransferSummary>> {
     let engine_request = request.to_engine().map_err(|e| to_js_error(env, &e))?;
-    let control = control(env, request.signal.as_ref(), request.on_progress.take(), request.progress_interval_ms)?;
+    let control = control(
+      env,
+      request.signal.as_ref(),
+      request.on_progress.take(),
+      request.progress_interval_ms,
+    )?;
     let engine = self.engine.clone();
-    run(env, control, move |control| async move { engine.upload(engine_request, control).await })
+    run(env, control, move |control| async move {
+      engine.upload(engine_request, control).await
+    })
   }
 
   /// Downloads `objects`, or every key under `keyPrefix` into `localDir`. Each file is written to a temporary
   /// file beside its destination and renamed into place only when complete. Errors as for `upload`.
   #[napi]
-  pub fn download<'env>(&self, env: &'env Env, mut request: DownloadRequest) -> Result<PromiseRaw<'env, TransferSummary>> {
+  pub fn download<'env>(
+    &self,
+    env: &'env Env,
+    mut request: DownloadRequest,
+  ) -> Result<PromiseRaw<'env, TransferSummary>> {
     let engine_request = request.to_engine().map_err(|e| to_js_error(env, &e))?;
-    let control = control(env, request.signal.as_ref(), request.on_progress.take(), request.progress_interval_ms)?;
+    let control = control(
+      env,
+      request.signal.as_ref(),
+      request.on_progress.take(),
+      request.progress_interval_ms,
+    )?;
     let engine = self.engine.clone();
-    run(env, control, move |control| async move { engine.download(engine_request, control).await })
+    run(env, control, move |control| async move {
+      engine.download(engine_request, control).await
+    })
   }
 }
 
@@ -170,8 +191,15 @@ pub fn upload_once<'env>(env: &'env Env, request: Object<'env>) -> Result<Promis
   let engine = shared_client(env, &request)?;
   let mut request = unsafe { UploadRequest::from_napi_value(env.raw(), request.raw())? };
   let engine_request = request.to_engine().map_err(|e| to_js_error(env, &e))?;
-  let control = control(env, request.signal.as_ref(), request.on_progress.take(), request.progress_interval_ms)?;
-  run(env, control, move |control| async move { engine.upload(engine_request, control).await })
+  let control = control(
+    env,
+    request.signal.as_ref(),
+    request.on_progress.take(),
+    request.progress_interval_ms,
+  )?;
+  run(env, control, move |control| async move {
+    engine.upload(engine_request, control).await
+  })
 }
 
 /// One-shot download: client options and the request in one object. Calls with identical client options share
@@ -181,8 +209,15 @@ pub fn download_once<'env>(env: &'env Env, request: Object<'env>) -> Result<Prom
   let engine = shared_client(env, &request)?;
   let mut request = unsafe { DownloadRequest::from_napi_value(env.raw(), request.raw())? };
   let engine_request = request.to_engine().map_err(|e| to_js_error(env, &e))?;
-  let control = control(env, request.signal.as_ref(), request.on_progress.take(), request.progress_interval_ms)?;
-  run(env, control, move |control| async move { engine.download(engine_request, control).await })
+  let control = control(
+    env,
+    request.signal.as_ref(),
+    request.on_progress.take(),
+    request.progress_interval_ms,
+  )?;
+  run(env, control, move |control| async move {
+    engine.download(engine_request, control).await
+  })
 }
 
 /// Clients of the one-shot functions, by their configuration. A handful of distinct option sets is normal;
@@ -237,7 +272,15 @@ fn control(
       f.call(p.into(), ThreadsafeFunctionCallMode::NonBlocking);
     }) as ProgressSink
   });
-  Ok(CallSetup { control: Control { cancel, progress, progress_interval }, callback, teardown })
+  Ok(CallSetup {
+    control: Control {
+      cancel,
+      progress,
+      progress_interval,
+    },
+    callback,
+    teardown,
+  })
 }
 
 /// Runs an engine call on napi's tokio runtime. On success the final progress event is delivered (awaited, so
@@ -248,7 +291,11 @@ where
   F: FnOnce(Control) -> Fut + Send + 'static,
   Fut: Future<Output = engine::Result<engine::Summary>> + Send + 'static,
 {
-  let CallSetup { control, callback, teardown } = setup;
+  let CallSetup {
+    control,
+    callback,
+    teardown,
+  } = setup;
   env.spawn_future_with_callback(
     async move {
       let result = call(control).await;

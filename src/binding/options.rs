@@ -132,7 +132,9 @@ fn positive(name: &str, value: Option<f64>, max: f64) -> Result<Option<u64>, Err
   match value {
     None => Ok(None),
     Some(v) if v.is_finite() && v.fract() == 0.0 && v >= 1.0 && v <= max => Ok(Some(v as u64)),
-    Some(v) => Err(Error::invalid_value(format!("{name} must be a positive integer up to {max}, got {v}"))),
+    Some(v) => Err(Error::invalid_value(format!(
+      "{name} must be a positive integer up to {max}, got {v}"
+    ))),
   }
 }
 
@@ -160,8 +162,12 @@ impl ClientOptions {
       part_size: positive("partSize", self.part_size, MAX_SAFE)?.unwrap_or(d.part_size),
       multipart_threshold: positive("multipartThreshold", self.multipart_threshold, MAX_SAFE)?
         .unwrap_or(d.multipart_threshold),
-      small_file_threshold_multiplier: positive("smallFileThresholdMultiplier", self.small_file_threshold_multiplier, 10_000.0)?
-        .map_or(d.small_file_threshold_multiplier, |v| v as usize),
+      small_file_threshold_multiplier: positive(
+        "smallFileThresholdMultiplier",
+        self.small_file_threshold_multiplier,
+        10_000.0,
+      )?
+      .map_or(d.small_file_threshold_multiplier, |v| v as usize),
       max_attempts: positive("maxAttempts", self.max_attempts, 100.0)?.map_or(d.max_attempts, |v| v as u32),
       checksum: self.checksum.map(|c| match c {
         ChecksumPolicy::WhenSupported => ChecksumMode::WhenSupported,
@@ -177,14 +183,20 @@ pub fn progress_interval(ms: Option<f64>) -> Result<Duration, Error> {
   match ms {
     None => Ok(engine::DEFAULT_PROGRESS_INTERVAL),
     Some(v) if v.is_finite() && (0.0..=3_600_000.0).contains(&v) => Ok(Duration::from_secs_f64(v / 1000.0)),
-    Some(v) => Err(Error::invalid_value(format!("progressIntervalMs must be a number of milliseconds >= 0, got {v}"))),
+    Some(v) => Err(Error::invalid_value(format!(
+      "progressIntervalMs must be a number of milliseconds >= 0, got {v}"
+    ))),
   }
 }
 
 fn exactly_one(bucket_field: &str, list: bool, dir: bool, list_name: &str) -> Result<(), Error> {
   match (list, dir) {
-    (true, true) => Err(Error::invalid_value(format!("give either {list_name} or localDir, not both ({bucket_field})"))),
-    (false, false) => Err(Error::invalid_value(format!("give {list_name} or localDir ({bucket_field})"))),
+    (true, true) => Err(Error::invalid_value(format!(
+      "give either {list_name} or localDir, not both ({bucket_field})"
+    ))),
+    (false, false) => Err(Error::invalid_value(format!(
+      "give {list_name} or localDir ({bucket_field})"
+    ))),
     _ => Ok(()),
   }
 }
@@ -195,7 +207,13 @@ impl UploadRequest {
     exactly_one("upload", self.files.is_some(), self.local_dir.is_some(), "files")?;
     let source = match (self.files.take(), self.local_dir.take()) {
       (Some(files), _) => engine::UploadSource::Files(
-        files.into_iter().map(|f| engine::UploadFile { path: PathBuf::from(f.path), key: f.key }).collect(),
+        files
+          .into_iter()
+          .map(|f| engine::UploadFile {
+            path: PathBuf::from(f.path),
+            key: f.key,
+          })
+          .collect(),
       ),
       (None, Some(dir)) => engine::UploadSource::Directory {
         local_dir: PathBuf::from(dir),
@@ -203,7 +221,10 @@ impl UploadRequest {
       },
       (None, None) => unreachable!("checked above"),
     };
-    let request = engine::UploadRequest { bucket: std::mem::take(&mut self.bucket), source };
+    let request = engine::UploadRequest {
+      bucket: std::mem::take(&mut self.bucket),
+      source,
+    };
     request.validate()?;
     Ok(request)
   }
@@ -215,7 +236,13 @@ impl DownloadRequest {
     exactly_one("download", self.objects.is_some(), self.local_dir.is_some(), "objects")?;
     let source = match (self.objects.take(), self.local_dir.take()) {
       (Some(objects), _) => engine::DownloadSource::Objects(
-        objects.into_iter().map(|o| engine::DownloadObject { key: o.key, path: PathBuf::from(o.path) }).collect(),
+        objects
+          .into_iter()
+          .map(|o| engine::DownloadObject {
+            key: o.key,
+            path: PathBuf::from(o.path),
+          })
+          .collect(),
       ),
       (None, Some(dir)) => engine::DownloadSource::Prefix {
         key_prefix: self.key_prefix.take().unwrap_or_default(),
@@ -223,7 +250,10 @@ impl DownloadRequest {
       },
       (None, None) => unreachable!("checked above"),
     };
-    let request = engine::DownloadRequest { bucket: std::mem::take(&mut self.bucket), source };
+    let request = engine::DownloadRequest {
+      bucket: std::mem::take(&mut self.bucket),
+      source,
+    };
     request.validate()?;
     Ok(request)
   }

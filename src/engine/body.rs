@@ -1,6 +1,7 @@
 //! Request bodies read from disk as they are sent, so memory is bounded by the chunks in flight, never by the
 //! file or part size. Progress is counted as the chunks leave.
 
+use std::future::Future;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
@@ -37,7 +38,12 @@ impl FileRange {
   /// byte once however many attempts there are.
   pub fn into_byte_stream(self, progress: RangeProgress) -> ByteStream {
     ByteStream::new(SdkBody::retryable(move || {
-      SdkBody::from_body_1_x(FileRangeBody { range: self.clone(), pos: 0, pending: None, progress: progress.clone() })
+      SdkBody::from_body_1_x(FileRangeBody {
+        range: self.clone(),
+        pos: 0,
+        pending: None,
+        progress: progress.clone(),
+      })
     }))
   }
 }
@@ -89,7 +95,10 @@ impl Body for FileRangeBody {
       }
       Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => Poll::Ready(Some(Err(io::Error::new(
         io::ErrorKind::UnexpectedEof,
-        format!("'{}' became shorter while it was being uploaded", self.range.path.display()),
+        format!(
+          "'{}' became shorter while it was being uploaded",
+          self.range.path.display()
+        ),
       )))),
       Ok(Err(e)) => Poll::Ready(Some(Err(e))),
       Err(join) => Poll::Ready(Some(Err(io::Error::other(join)))),
@@ -104,8 +113,6 @@ impl Body for FileRangeBody {
     SizeHint::with_exact(self.range.len - self.pos)
   }
 }
-
-use std::future::Future;
 
 #[cfg(test)]
 mod tests {
@@ -127,11 +134,19 @@ mod tests {
     let state = ProgressState::new();
     let stream = range.into_byte_stream(state.range());
     let again = stream.into_inner().try_clone().expect("retryable");
-    let first = ByteStream::new(again.try_clone().unwrap()).collect().await.unwrap().into_bytes();
+    let first = ByteStream::new(again.try_clone().unwrap())
+      .collect()
+      .await
+      .unwrap()
+      .into_bytes();
     assert_eq!(&first[..], &data[100_000..1_600_000]);
     let second = ByteStream::new(again).collect().await.unwrap().into_bytes();
     assert_eq!(first, second);
-    assert_eq!(state.snapshot().transferred_bytes, 1_500_000, "a retry is not counted twice");
+    assert_eq!(
+      state.snapshot().transferred_bytes,
+      1_500_000,
+      "a retry is not counted twice"
+    );
   }
 
   #[tokio::test]
@@ -144,7 +159,14 @@ mod tests {
       offset: 0,
       len: 5000,
     };
-    let err = range.into_byte_stream(ProgressState::new().range()).collect().await.unwrap_err();
-    assert!(err.to_string().contains("shorter") || format!("{err:?}").contains("shorter"), "{err:?}");
+    let err = range
+      .into_byte_stream(ProgressState::new().range())
+      .collect()
+      .await
+      .unwrap_err();
+    assert!(
+      err.to_string().contains("shorter") || format!("{err:?}").contains("shorter"),
+      "{err:?}"
+    );
   }
 }

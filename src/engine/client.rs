@@ -35,7 +35,9 @@ pub struct Engine {
 
 impl std::fmt::Debug for Engine {
   fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-    f.debug_struct("Engine").field("config", &self.config).finish_non_exhaustive()
+    f.debug_struct("Engine")
+      .field("config", &self.config)
+      .finish_non_exhaustive()
   }
 }
 
@@ -44,7 +46,11 @@ impl Engine {
   /// client never blocks and never touches the network.
   pub fn new(config: ClientConfig) -> Result<Arc<Self>> {
     config.validate()?;
-    Ok(Arc::new(Engine { requests: Semaphore::new(config.max_pool_connections), config, s3: OnceCell::new() }))
+    Ok(Arc::new(Engine {
+      requests: Semaphore::new(config.max_pool_connections),
+      config,
+      s3: OnceCell::new(),
+    }))
   }
 
   /// The configuration in force.
@@ -59,7 +65,11 @@ impl Engine {
 
   /// Waits for one of the client's request slots. Hold it until the response body has been read.
   pub(crate) async fn request_slot(&self) -> SemaphorePermit<'_> {
-    self.requests.acquire().await.expect("the request semaphore is never closed")
+    self
+      .requests
+      .acquire()
+      .await
+      .expect("the request semaphore is never closed")
   }
 
   /// Requests in flight right now (for tests and diagnostics).
@@ -115,8 +125,14 @@ async fn build_s3(cfg: &ClientConfig) -> Result<aws_sdk_s3::Client> {
       "s3-ferry",
     )),
     None => {
-      let imds = aws_config::imds::Client::builder().connect_timeout(IMDS_TIMEOUT).read_timeout(IMDS_TIMEOUT).max_attempts(1).build();
-      let mut chain = aws_config::default_provider::credentials::DefaultCredentialsChain::builder().region(region).imds_client(imds);
+      let imds = aws_config::imds::Client::builder()
+        .connect_timeout(IMDS_TIMEOUT)
+        .read_timeout(IMDS_TIMEOUT)
+        .max_attempts(1)
+        .build();
+      let mut chain = aws_config::default_provider::credentials::DefaultCredentialsChain::builder()
+        .region(region)
+        .imds_client(imds);
       if let Some(p) = &cfg.profile {
         chain = chain.profile_name(p);
       }
@@ -126,8 +142,14 @@ async fn build_s3(cfg: &ClientConfig) -> Result<aws_sdk_s3::Client> {
   let shared = loader.load().await;
 
   let (calc, validate) = match cfg.effective_checksum() {
-    ChecksumMode::WhenSupported => (RequestChecksumCalculation::WhenSupported, ResponseChecksumValidation::WhenSupported),
-    ChecksumMode::WhenRequired => (RequestChecksumCalculation::WhenRequired, ResponseChecksumValidation::WhenRequired),
+    ChecksumMode::WhenSupported => (
+      RequestChecksumCalculation::WhenSupported,
+      ResponseChecksumValidation::WhenSupported,
+    ),
+    ChecksumMode::WhenRequired => (
+      RequestChecksumCalculation::WhenRequired,
+      ResponseChecksumValidation::WhenRequired,
+    ),
   };
   let mut s3 = aws_sdk_s3::config::Builder::from(&shared)
     .force_path_style(cfg.force_path_style)

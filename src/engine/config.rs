@@ -58,7 +58,9 @@ pub struct StaticCredentials {
 
 impl std::fmt::Debug for StaticCredentials {
   fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-    f.debug_struct("StaticCredentials").field("access_key_id", &self.access_key_id).finish_non_exhaustive()
+    f.debug_struct("StaticCredentials")
+      .field("access_key_id", &self.access_key_id)
+      .finish_non_exhaustive()
   }
 }
 
@@ -117,13 +119,17 @@ impl ClientConfig {
   /// Checks every value; the error names the option and the value.
   pub fn validate(&self) -> Result<()> {
     if self.max_pool_connections == 0 {
-      return Err(Error::invalid_value("maxPoolConnections must be a positive integer, got 0"));
+      return Err(Error::invalid_value(
+        "maxPoolConnections must be a positive integer, got 0",
+      ));
     }
     if self.upload_workers == Some(0) {
       return Err(Error::invalid_value("uploadWorkers must be a positive integer, got 0"));
     }
     if self.download_workers == Some(0) {
-      return Err(Error::invalid_value("downloadWorkers must be a positive integer, got 0"));
+      return Err(Error::invalid_value(
+        "downloadWorkers must be a positive integer, got 0",
+      ));
     }
     if !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&self.part_size) {
       return Err(Error::invalid_value(format!(
@@ -138,19 +144,25 @@ impl ClientConfig {
       )));
     }
     if self.small_file_threshold_multiplier == 0 {
-      return Err(Error::invalid_value("smallFileThresholdMultiplier must be a positive integer, got 0"));
+      return Err(Error::invalid_value(
+        "smallFileThresholdMultiplier must be a positive integer, got 0",
+      ));
     }
     if self.max_attempts == 0 {
       return Err(Error::invalid_value("maxAttempts must be a positive integer, got 0"));
     }
     if let Some(endpoint) = &self.endpoint {
       if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
-        return Err(Error::invalid_value(format!("endpoint must be an http:// or https:// URL, got '{endpoint}'")));
+        return Err(Error::invalid_value(format!(
+          "endpoint must be an http:// or https:// URL, got '{endpoint}'"
+        )));
       }
     }
     if let Some(c) = &self.credentials {
       if c.access_key_id.is_empty() || c.secret_access_key.is_empty() {
-        return Err(Error::invalid_value("credentials need a non-empty accessKeyId and secretAccessKey"));
+        return Err(Error::invalid_value(
+          "credentials need a non-empty accessKeyId and secretAccessKey",
+        ));
       }
     }
     Ok(())
@@ -166,12 +178,18 @@ impl ClientConfig {
 
   /// Download workers: the original's `pool / DOWNLOAD_MAX_CONCURRENCY`, at least 1. Default 50 / 10 = 5.
   pub fn effective_download_workers(&self) -> usize {
-    self.download_workers.unwrap_or_else(|| (self.max_pool_connections / MAX_REQUESTS_PER_FILE).max(1))
+    self
+      .download_workers
+      .unwrap_or_else(|| (self.max_pool_connections / MAX_REQUESTS_PER_FILE).max(1))
   }
 
   /// The checksum policy in force.
   pub fn effective_checksum(&self) -> ChecksumMode {
-    self.checksum.unwrap_or(if self.endpoint.is_some() { ChecksumMode::WhenRequired } else { ChecksumMode::WhenSupported })
+    self.checksum.unwrap_or(if self.endpoint.is_some() {
+      ChecksumMode::WhenRequired
+    } else {
+      ChecksumMode::WhenSupported
+    })
   }
 
   /// The part size for a file of `size` bytes: `part_size`, grown (to a whole MiB) so no file needs more than
@@ -195,13 +213,23 @@ mod tests {
     let c = ClientConfig::default();
     assert_eq!(c.effective_upload_workers(), 5);
     assert_eq!(c.effective_download_workers(), 5);
-    let c = ClientConfig { max_pool_connections: 7, ..Default::default() };
+    let c = ClientConfig {
+      max_pool_connections: 7,
+      ..Default::default()
+    };
     assert_eq!(c.effective_upload_workers(), 1);
     assert_eq!(c.effective_download_workers(), 1);
-    let c = ClientConfig { max_pool_connections: 100, small_file_threshold_multiplier: 4, ..Default::default() };
+    let c = ClientConfig {
+      max_pool_connections: 100,
+      small_file_threshold_multiplier: 4,
+      ..Default::default()
+    };
     assert_eq!(c.effective_upload_workers(), 25);
     assert_eq!(c.effective_download_workers(), 10);
-    let c = ClientConfig { upload_workers: Some(3), ..Default::default() };
+    let c = ClientConfig {
+      upload_workers: Some(3),
+      ..Default::default()
+    };
     assert_eq!(c.effective_upload_workers(), 3);
   }
 
@@ -217,21 +245,36 @@ mod tests {
 
   #[test]
   fn validation_names_the_option() {
-    let bad = ClientConfig { part_size: MIB, ..Default::default() };
+    let bad = ClientConfig {
+      part_size: MIB,
+      ..Default::default()
+    };
     let e = bad.validate().unwrap_err();
     assert_eq!(e.code(), "ERR_INVALID_ARG_VALUE");
     assert!(e.to_string().contains("partSize"));
-    let bad = ClientConfig { max_pool_connections: 0, ..Default::default() };
+    let bad = ClientConfig {
+      max_pool_connections: 0,
+      ..Default::default()
+    };
     assert!(bad.validate().unwrap_err().to_string().contains("maxPoolConnections"));
-    let bad = ClientConfig { endpoint: Some("ftp://x".into()), ..Default::default() };
+    let bad = ClientConfig {
+      endpoint: Some("ftp://x".into()),
+      ..Default::default()
+    };
     assert!(bad.validate().unwrap_err().to_string().contains("endpoint"));
     assert!(ClientConfig::default().validate().is_ok());
   }
 
   #[test]
   fn checksum_default_is_safe_for_custom_endpoints() {
-    assert_eq!(ClientConfig::default().effective_checksum(), ChecksumMode::WhenSupported);
-    let c = ClientConfig { endpoint: Some("http://127.0.0.1:9000".into()), ..Default::default() };
+    assert_eq!(
+      ClientConfig::default().effective_checksum(),
+      ChecksumMode::WhenSupported
+    );
+    let c = ClientConfig {
+      endpoint: Some("http://127.0.0.1:9000".into()),
+      ..Default::default()
+    };
     assert_eq!(c.effective_checksum(), ChecksumMode::WhenRequired);
   }
 

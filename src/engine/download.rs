@@ -20,7 +20,7 @@ use super::config::MAX_REQUESTS_PER_FILE;
 use super::error::{Error, Result};
 use super::paths::{destination_for, TempFile};
 use super::progress::{ProgressState, RangeProgress};
-use super::scheduler::{joined, or_cancelled, run_jobs, spawn_abortable, Job};
+use super::scheduler::{blocking, joined, or_cancelled, run_jobs, spawn_abortable, Job};
 use super::{validate_bucket, Control};
 
 /// Bytes gathered from the network before one positional write to disk.
@@ -113,7 +113,9 @@ impl Engine {
         let entries = or_cancelled(&control.cancel, self.plan_download(&request)).await?;
         let listed: u64 = entries.iter().filter_map(|e| e.size).sum();
         progress.set_planned(entries.len() as u64, listed);
-        self.download_entries(&request.bucket, entries, &progress, &control.cancel).await
+        self
+          .download_entries(&request.bucket, entries, &progress, &control.cancel)
+          .await
       })
       .await;
     control.finish(result, &progress)
@@ -124,12 +126,22 @@ impl Engine {
       DownloadSource::Objects(objects) => Ok(
         objects
           .iter()
-          .map(|o| Entry { key: o.key.clone(), dest: o.path.clone(), size: None, etag: None })
+          .map(|o| Entry {
+            key: o.key.clone(),
+            dest: o.path.clone(),
+            size: None,
+            etag: None,
+          })
           .collect(),
       ),
       DownloadSource::Prefix { key_prefix, local_dir } => {
         let s3 = self.s3().await?;
-        let mut pages = s3.list_objects_v2().bucket(&request.bucket).prefix(key_prefix).into_paginator().send();
+        let mut pages = s3
+          .list_objects_v2()
+          .bucket(&request.bucket)
+          .prefix(key_prefix)
+          .into_paginator()
+          .send();
         let mut entries = Vec::new();
         loop {
           let page = {
@@ -162,7 +174,9 @@ impl Engine {
     progress: &Arc<ProgressState>,
     cancel: &CancellationToken,
   ) -> Result<()> {
-    let budget = Arc::new(Semaphore::new(self.config().effective_download_workers() * MAX_REQUESTS_PER_FILE));
+    let budget = Arc::new(Semaphore::new(
+      self.config().effective_download_workers() * MAX_REQUESTS_PER_FILE,
+    ));
     let dirs = Arc::new(Mutex::new(HashSet::<PathBuf>::new()));
     let bucket: Arc<str> = Arc::from(bucket);
     let threshold = self.config().multipart_threshold;
@@ -175,12 +189,19 @@ impl Engine {
           }
           _ => 1,
         };
-        let (engine, bucket, progress, dirs, budget) =
-          (self.clone(), bucket.clone(), progress.clone(), dirs.clone(), budget.clone());
+        let (engine, bucket, progress, dirs, budget) = (
+          self.clone(),
+          bucket.clone(),
+          progress.clone(),
+          dirs.clone(),
+          budget.clone(),
+        );
         Job {
           weight,
           run: move |stop: CancellationToken, slots: usize| async move {
-            engine.download_one(&bucket, entry, &progress, &dirs, &budget, slots, &stop).await?;
+            engine
+              .download_one(&bucket, entry, &progress, &dirs, &budget, slots, &stop)
+              .await?;
             progress.file_done();
             Ok(())
           },
@@ -241,11 +262,23 @@ impl Engine {
     let first = {
       let _slot = self.request_slot().await;
       let range = (!single).then(|| format!("bytes=0-{}", part_size - 1));
-      let sent = s3.get_object().bucket(bucket).key(key).set_range(range).set_if_match(entry.etag.clone()).send().await;
+      let sent = s3
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .set_range(range)
+        .set_if_match(entry.etag.clone())
+        .send()
+        .await;
       let out = match sent {
         // An empty object has no byte 0: fetch it whole.
         Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 416) => {
-          s3.get_object().bucket(bucket).key(key).set_if_match(entry.etag.clone()).send().await
+          s3.get_object()
+            .bucket(bucket)
+            .key(key)
+            .set_if_match(entry.etag.clone())
+            .send()
+            .await
         }
         other => other,
       }
@@ -270,7 +303,11 @@ impl Engine {
     let wanted = (count as usize).min(MAX_REQUESTS_PER_FILE);
     // A file from an explicit list started with one slot; take more if the budget has them free right now
     // (never wait for them: waiting while holding slots could deadlock against other such files).
-    let extra = if wanted > held { budget.clone().try_acquire_many_owned((wanted - held) as u32).ok() } else { None };
+    let extra = if wanted > held {
+      budget.clone().try_acquire_many_owned((wanted - held) as u32).ok()
+    } else {
+      None
+    };
     let concurrency = held + extra.as_ref().map_or(0, |p| p.num_permits());
     stream::iter(1..count)
       .map(|i| {
@@ -282,8 +319,13 @@ impl Engine {
           .key(key)
           .range(format!("bytes={}-{}", offset, offset + len - 1))
           .set_if_match(etag.clone());
-        let (file, range_progress, bucket, key, dest) =
-          (file.clone(), progress.range(), bucket.to_owned(), key.to_owned(), entry.dest.clone());
+        let (file, range_progress, bucket, key, dest) = (
+          file.clone(),
+          progress.range(),
+          bucket.to_owned(),
+          key.to_owned(),
+          entry.dest.clone(),
+        );
         async move {
           let _slot = self.request_slot().await;
           joined(
@@ -304,14 +346,21 @@ impl Engine {
 /// A 412 on a GET pinned with `If-Match` means the object was replaced since its ETag was learned.
 fn get_error(bucket: &str, key: &str, e: SdkError<GetObjectError, HttpResponse>) -> Error {
   if e.raw_response().is_some_and(|r| r.status().as_u16() == 412) {
-    return Error::ObjectChanged { bucket: bucket.to_owned(), key: key.to_owned() };
+    return Error::ObjectChanged {
+      bucket: bucket.to_owned(),
+      key: key.to_owned(),
+    };
   }
   Error::from_sdk("GetObject", bucket, Some(key), e)
 }
 
 /// The object's full size: from `Content-Range` for a ranged response, else `Content-Length`.
 fn object_size(out: &GetObjectOutput) -> Option<u64> {
-  if let Some(total) = out.content_range().and_then(|r| r.rsplit('/').next()).and_then(|t| t.parse().ok()) {
+  if let Some(total) = out
+    .content_range()
+    .and_then(|r| r.rsplit('/').next())
+    .and_then(|t| t.parse().ok())
+  {
     return Some(total);
   }
   out.content_length().map(|l| l.max(0) as u64)
@@ -361,14 +410,14 @@ async fn write_body(
     }
   }
   if received != expected {
-    return Err(Error::Truncated { bucket: bucket.to_owned(), key: key.to_owned(), expected, received });
+    return Err(Error::Truncated {
+      bucket: bucket.to_owned(),
+      key: key.to_owned(),
+      expected,
+      received,
+    });
   }
   Ok(())
-}
-
-/// Runs blocking file-system work off the runtime threads.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-  joined(tokio::task::spawn_blocking(f).await)
 }
 
 #[cfg(test)]
@@ -380,8 +429,14 @@ mod tests {
     let req = DownloadRequest {
       bucket: "b".into(),
       source: DownloadSource::Objects(vec![
-        DownloadObject { key: "a".into(), path: "/tmp/x".into() },
-        DownloadObject { key: "b".into(), path: "/tmp/x".into() },
+        DownloadObject {
+          key: "a".into(),
+          path: "/tmp/x".into(),
+        },
+        DownloadObject {
+          key: "b".into(),
+          path: "/tmp/x".into(),
+        },
       ]),
     };
     assert_eq!(req.validate().unwrap_err().code(), "ERR_INVALID_ARG_VALUE");

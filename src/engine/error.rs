@@ -97,7 +97,9 @@ pub enum Error {
   },
 
   /// A multipart upload could not be aborted during clean-up; it is still on the server.
-  #[error("{source}; aborting multipart upload {upload_id} of s3://{bucket}/{key} also failed, it remains on the server")]
+  #[error(
+    "{source}; aborting multipart upload {upload_id} of s3://{bucket}/{key} also failed, it remains on the server"
+  )]
   AbortFailed {
     /// The error that caused the clean-up.
     #[source]
@@ -140,15 +142,27 @@ impl Error {
   }
 
   pub(crate) fn invalid_value(message: impl Into<String>) -> Self {
-    Error::InvalidArgument { code: "ERR_INVALID_ARG_VALUE", message: message.into() }
+    Error::InvalidArgument {
+      code: "ERR_INVALID_ARG_VALUE",
+      message: message.into(),
+    }
   }
 
   pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-    Error::Io { op, path: path.into(), source }
+    Error::Io {
+      op,
+      path: path.into(),
+      source,
+    }
   }
 
   /// Converts an SDK error, keeping the S3 error code, the HTTP status and the request's bucket and key.
-  pub(crate) fn from_sdk<E>(operation: &'static str, bucket: &str, key: Option<&str>, err: SdkError<E, HttpResponse>) -> Self
+  pub(crate) fn from_sdk<E>(
+    operation: &'static str,
+    bucket: &str,
+    key: Option<&str>,
+    err: SdkError<E, HttpResponse>,
+  ) -> Self
   where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
   {
@@ -156,7 +170,10 @@ impl Error {
     let (code, message) = match &err {
       SdkError::ServiceError(service) => {
         let e = service.err();
-        let code = e.code().map(str::to_owned).unwrap_or_else(|| status_code_name(status_code));
+        let code = e
+          .code()
+          .map(str::to_owned)
+          .unwrap_or_else(|| status_code_name(status_code));
         (code, e.message().map(str::to_owned))
       }
       SdkError::TimeoutError(_) => ("ETIMEDOUT".to_owned(), Some("the request timed out".to_owned())),
@@ -166,13 +183,21 @@ impl Error {
       }
       SdkError::ConstructionFailure(_) => {
         let chain = source_chain(&err);
-        let code = if chain.to_ascii_lowercase().contains("credential") { "ERR_CREDENTIALS" } else { "ERR_REQUEST" };
+        let code = if chain.to_ascii_lowercase().contains("credential") {
+          "ERR_CREDENTIALS"
+        } else {
+          "ERR_REQUEST"
+        };
         (code.to_owned(), Some(chain))
       }
       _ => ("ERR_RESPONSE".to_owned(), Some(source_chain(&err))),
     };
     // HEAD responses have no body, so S3 cannot name the error; a 404 there means the key is missing.
-    let code = if code == "NotFound" && operation == "HeadObject" { "NoSuchKey".to_owned() } else { code };
+    let code = if code == "NotFound" && operation == "HeadObject" {
+      "NoSuchKey".to_owned()
+    } else {
+      code
+    };
     Error::S3 {
       operation,
       bucket: bucket.to_owned(),
@@ -197,7 +222,9 @@ impl Error {
   pub fn key(&self) -> Option<&str> {
     match self {
       Error::S3 { key, .. } => key.as_deref(),
-      Error::ObjectChanged { key, .. } | Error::Truncated { key, .. } | Error::PathOutsideDestination { key, .. } => Some(key),
+      Error::ObjectChanged { key, .. } | Error::Truncated { key, .. } | Error::PathOutsideDestination { key, .. } => {
+        Some(key)
+      }
       Error::AbortFailed { key, .. } => Some(key),
       _ => None,
     }

@@ -44,7 +44,11 @@ pub struct Control {
 
 impl Default for Control {
   fn default() -> Self {
-    Control { cancel: CancellationToken::new(), progress: None, progress_interval: DEFAULT_PROGRESS_INTERVAL }
+    Control {
+      cancel: CancellationToken::new(),
+      progress: None,
+      progress_interval: DEFAULT_PROGRESS_INTERVAL,
+    }
   }
 }
 
@@ -57,7 +61,9 @@ impl Control {
   fn finish(&self, result: Result<()>, state: &ProgressState) -> Result<Summary> {
     match result {
       Ok(()) => Ok(state.summary()),
-      Err(Error::Cancelled { .. }) => Err(Error::Cancelled { summary: Some(state.summary()) }),
+      Err(Error::Cancelled { .. }) => Err(Error::Cancelled {
+        summary: Some(state.summary()),
+      }),
       Err(e) => Err(e),
     }
   }
@@ -69,7 +75,9 @@ fn validate_bucket(bucket: &str) -> Result<()> {
     return Err(Error::invalid_value("bucket must be a non-empty string"));
   }
   if bucket.contains('/') || bucket.len() > 255 {
-    return Err(Error::invalid_value(format!("bucket '{bucket}' is not a valid bucket name")));
+    return Err(Error::invalid_value(format!(
+      "bucket '{bucket}' is not a valid bucket name"
+    )));
   }
   Ok(())
 }

@@ -13,7 +13,10 @@ pub fn destination_for(local_dir: &Path, prefix: &str, key: &str) -> Result<Opti
   if rel.ends_with('/') {
     return Ok(None);
   }
-  let outside = || Error::PathOutsideDestination { key: key.to_owned(), local_dir: local_dir.to_owned() };
+  let outside = || Error::PathOutsideDestination {
+    key: key.to_owned(),
+    local_dir: local_dir.to_owned(),
+  };
   let mut path = local_dir.to_path_buf();
   let mut segments = 0;
   for (i, seg) in rel.split('/').enumerate() {
@@ -45,7 +48,10 @@ impl TempFile {
   /// Creates `.<name>.<unique>.s3ferry-part` in the destination's directory (same file system, so the final
   /// rename is atomic).
   pub fn create_beside(dest: &Path) -> Result<Self> {
-    let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = dest
+      .file_name()
+      .map(|n| n.to_string_lossy().into_owned())
+      .unwrap_or_default();
     let unique = format!("{:x}-{:x}", std::process::id(), NEXT.fetch_add(1, Relaxed));
     let path = dest.with_file_name(format!(".{name}.{unique}.s3ferry-part"));
     let file = std::fs::OpenOptions::new()
@@ -53,7 +59,11 @@ impl TempFile {
       .create_new(true)
       .open(&path)
       .map_err(|e| Error::io("create", dest, e))?;
-    Ok(TempFile { path, file: Some(file), persisted: false })
+    Ok(TempFile {
+      path,
+      file: Some(file),
+      persisted: false,
+    })
   }
 
   /// The open file, for positional writes.
@@ -89,9 +99,18 @@ mod tests {
   #[test]
   fn keys_map_under_the_destination() {
     let d = Path::new("/dst");
-    assert_eq!(destination_for(d, "job/", "job/a/b.txt").unwrap(), Some(PathBuf::from("/dst/a/b.txt")));
-    assert_eq!(destination_for(d, "job", "job/a").unwrap(), Some(PathBuf::from("/dst/a")));
-    assert_eq!(destination_for(d, "", "x//./y z").unwrap(), Some(PathBuf::from("/dst/x/y z")));
+    assert_eq!(
+      destination_for(d, "job/", "job/a/b.txt").unwrap(),
+      Some(PathBuf::from("/dst/a/b.txt"))
+    );
+    assert_eq!(
+      destination_for(d, "job", "job/a").unwrap(),
+      Some(PathBuf::from("/dst/a"))
+    );
+    assert_eq!(
+      destination_for(d, "", "x//./y z").unwrap(),
+      Some(PathBuf::from("/dst/x/y z"))
+    );
     assert_eq!(destination_for(d, "job/", "job/dir/").unwrap(), None);
     assert_eq!(destination_for(d, "job/", "job/").unwrap(), None);
   }
@@ -105,7 +124,10 @@ mod tests {
       assert_eq!(e.key(), Some(key));
     }
     // An absolute-looking key stays under the destination.
-    assert_eq!(destination_for(d, "", "/etc/passwd").unwrap(), Some(PathBuf::from("/dst/etc/passwd")));
+    assert_eq!(
+      destination_for(d, "", "/etc/passwd").unwrap(),
+      Some(PathBuf::from("/dst/etc/passwd"))
+    );
   }
 
   #[test]

@@ -134,7 +134,10 @@ impl ProgressState {
 
   /// Byte accounting for one byte range (a part or a whole small file). Attempts of the same range share it.
   pub fn range(self: &Arc<Self>) -> RangeProgress {
-    RangeProgress { state: self.clone(), high_water: Arc::new(AtomicU64::new(0)) }
+    RangeProgress {
+      state: self.clone(),
+      high_water: Arc::new(AtomicU64::new(0)),
+    }
   }
 }
 
@@ -255,7 +258,10 @@ mod tests {
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert_eq!(events.lock().unwrap().len(), n, "no event after the work ends");
     let v = events.lock().unwrap();
-    assert!(v.iter().all(|p| p.total_files == 1 && p.total_bytes == 10), "no event before the totals are known");
+    assert!(
+      v.iter().all(|p| p.total_files == 1 && p.total_bytes == 10),
+      "no event before the totals are known"
+    );
     assert!(v.windows(2).all(|w| w[0].transferred_bytes <= w[1].transferred_bytes));
   }
 }

@@ -44,7 +44,11 @@ pub(crate) fn joined<T>(r: Result<Result<T>, JoinError>) -> Result<T> {
   match r {
     Ok(r) => r,
     Err(e) if e.is_cancelled() => Err(Error::Cancelled { summary: None }),
-    Err(e) => Err(Error::Io { op: "run task", path: Default::default(), source: std::io::Error::other(e.to_string()) }),
+    Err(e) => Err(Error::Io {
+      op: "run task",
+      path: Default::default(),
+      source: std::io::Error::other(e.to_string()),
+    }),
   }
 }
 
@@ -111,6 +115,11 @@ where
     None if cancel.is_cancelled() => Err(Error::Cancelled { summary: None }),
     None => Ok(()),
   }
+}
+
+/// Runs blocking file-system work off the runtime threads.
+pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+  joined(tokio::task::spawn_blocking(f).await)
 }
 
 /// Runs `work` unless `cancel` fires first; dropping `work` drops (and so aborts) whatever it owns.
@@ -194,7 +203,11 @@ mod tests {
     let err = run_jobs(jobs, budget, &CancellationToken::new()).await.unwrap_err();
     assert_eq!(err.to_string(), "boom");
     assert!(started.load(SeqCst) < 10, "queued jobs never start");
-    assert_eq!(cleaned.load(SeqCst), started.load(SeqCst) - 1, "every started job finished its clean-up");
+    assert_eq!(
+      cleaned.load(SeqCst),
+      started.load(SeqCst) - 1,
+      "every started job finished its clean-up"
+    );
   }
 
   #[tokio::test]

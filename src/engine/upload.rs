@@ -16,7 +16,7 @@ use super::client::Engine;
 use super::config::{ChecksumMode, MAX_KEY_BYTES, MAX_REQUESTS_PER_FILE};
 use super::error::{Error, Result};
 use super::progress::ProgressState;
-use super::scheduler::{joined, or_cancelled, run_jobs, spawn_abortable, Job};
+use super::scheduler::{blocking, joined, or_cancelled, run_jobs, spawn_abortable, Job};
 use super::{validate_bucket, Control};
 
 /// One local file and the key it goes to.
@@ -73,7 +73,10 @@ impl UploadRequest {
           }
           validate_key(&f.key, &format!("files[{i}].key"))?;
           if !seen.insert(f.key.as_str()) {
-            return Err(Error::invalid_value(format!("files[{i}].key '{}' appears more than once in the request", f.key)));
+            return Err(Error::invalid_value(format!(
+              "files[{i}].key '{}' appears more than once in the request",
+              f.key
+            )));
           }
         }
       }
@@ -113,15 +116,14 @@ impl Engine {
           return Err(Error::Cancelled { summary: None });
         }
         let source = request.source.clone();
-        let (files, skipped) = or_cancelled(&control.cancel, async {
-          tokio::task::spawn_blocking(move || plan(source)).await.map_err(|e| joined::<()>(Err(e)).unwrap_err())?
-        })
-        .await?;
+        let (files, skipped) = or_cancelled(&control.cancel, blocking(move || plan(source))).await?;
         for bytes in skipped {
           progress.skip(bytes);
         }
         progress.set_planned(files.len() as u64, files.iter().map(|f| f.size).sum());
-        self.upload_planned(&request.bucket, files, &progress, &control.cancel).await
+        self
+          .upload_planned(&request.bucket, files, &progress, &control.cancel)
+          .await
       })
       .await;
     control.finish(result, &progress)
@@ -134,19 +136,27 @@ impl Engine {
     progress: &Arc<ProgressState>,
     cancel: &CancellationToken,
   ) -> Result<()> {
-    let budget = Arc::new(Semaphore::new(self.config().effective_upload_workers() * MAX_REQUESTS_PER_FILE));
+    let budget = Arc::new(Semaphore::new(
+      self.config().effective_upload_workers() * MAX_REQUESTS_PER_FILE,
+    ));
     let bucket: Arc<str> = Arc::from(bucket);
     let jobs = files.into_iter().map(|file| {
       let parts = self.config().part_size_for(file.size);
       let multipart = file.size > self.config().multipart_threshold;
-      let weight = if multipart { (file.size.div_ceil(parts) as usize).min(MAX_REQUESTS_PER_FILE) } else { 1 };
+      let weight = if multipart {
+        (file.size.div_ceil(parts) as usize).min(MAX_REQUESTS_PER_FILE)
+      } else {
+        1
+      };
       let (engine, bucket, progress) = (self.clone(), bucket.clone(), progress.clone());
       Job {
         weight,
         run: move |stop: CancellationToken, _slots: usize| async move {
           let opened = open_checked(&file).await?;
           if multipart {
-            engine.upload_multipart(&bucket, &file, opened, weight, &progress, &stop).await?;
+            engine
+              .upload_multipart(&bucket, &file, opened, weight, &progress, &stop)
+              .await?;
           } else {
             engine.put_object(&bucket, &file, opened, &progress, &stop).await?;
           }
@@ -167,7 +177,12 @@ impl Engine {
     stop: &CancellationToken,
   ) -> Result<()> {
     let s3 = self.s3().await?;
-    let body = FileRange { file: opened.clone(), path: Arc::new(file.path.clone()), offset: 0, len: file.size };
+    let body = FileRange {
+      file: opened.clone(),
+      path: Arc::new(file.path.clone()),
+      offset: 0,
+      len: file.size,
+    };
     or_cancelled(stop, async {
       let _slot = self.request_slot().await;
       s3.put_object()
@@ -200,24 +215,50 @@ impl Engine {
       if with_checksum {
         req = req.checksum_algorithm(ChecksumAlgorithm::Crc32);
       }
-      req.send().await.map_err(|e| Error::from_sdk("CreateMultipartUpload", bucket, Some(&file.key), e))
+      req
+        .send()
+        .await
+        .map_err(|e| Error::from_sdk("CreateMultipartUpload", bucket, Some(&file.key), e))
     })
     .await?;
     let upload_id = created.upload_id().unwrap_or_default().to_owned();
 
-    let result = or_cancelled(stop, self.send_parts_and_complete(&s3, bucket, file, &upload_id, opened, concurrency, with_checksum, progress)).await;
+    let result = or_cancelled(
+      stop,
+      self.send_parts_and_complete(
+        &s3,
+        bucket,
+        file,
+        &upload_id,
+        opened,
+        concurrency,
+        with_checksum,
+        progress,
+      ),
+    )
+    .await;
     if let Err(cause) = result {
       // Whatever went wrong (a part, a cancel, the file changing), the upload must not stay on the server. This
       // runs even after a cancel and is not itself cancellable: it is one small request.
       let aborted = {
         let _slot = self.request_slot().await;
-        s3.abort_multipart_upload().bucket(bucket).key(&file.key).upload_id(&upload_id).send().await
+        s3.abort_multipart_upload()
+          .bucket(bucket)
+          .key(&file.key)
+          .upload_id(&upload_id)
+          .send()
+          .await
       };
       return match aborted.map_err(|e| Error::from_sdk("AbortMultipartUpload", bucket, Some(&file.key), e)) {
         // Already gone (completed or aborted by a racing request): nothing is left behind.
         Ok(_) => Err(cause),
         Err(e) if e.code() == "NoSuchUpload" => Err(cause),
-        Err(_) => Err(Error::AbortFailed { source: Box::new(cause), bucket: bucket.to_owned(), key: file.key.clone(), upload_id }),
+        Err(_) => Err(Error::AbortFailed {
+          source: Box::new(cause),
+          bucket: bucket.to_owned(),
+          key: file.key.clone(),
+          upload_id,
+        }),
       };
     }
     Ok(())
@@ -240,38 +281,58 @@ impl Engine {
     let path = Arc::new(file.path.clone());
     let parts = (0..count).map(|i| {
       let offset = i * part_size;
-      let range = FileRange { file: opened.clone(), path: path.clone(), offset, len: part_size.min(file.size - offset) };
-      let (s3, bucket, key, upload_id, range_progress) =
-        (s3.clone(), bucket.to_owned(), file.key.clone(), upload_id.to_owned(), progress.range());
+      let range = FileRange {
+        file: opened.clone(),
+        path: path.clone(),
+        offset,
+        len: part_size.min(file.size - offset),
+      };
+      let (s3, bucket, key, upload_id, range_progress) = (
+        s3.clone(),
+        bucket.to_owned(),
+        file.key.clone(),
+        upload_id.to_owned(),
+        progress.range(),
+      );
       (i as i32 + 1, range, s3, bucket, key, upload_id, range_progress)
     });
     let mut completed: Vec<CompletedPart> = stream::iter(parts)
-      .map(|(number, range, s3, bucket, key, upload_id, range_progress)| async move {
-        let len = range.len as i64;
-        let mut req = s3
-          .upload_part()
-          .bucket(&bucket)
-          .key(&key)
-          .upload_id(&upload_id)
-          .part_number(number)
-          .content_length(len)
-          .body(range.into_byte_stream(range_progress));
-        if with_checksum {
-          req = req.checksum_algorithm(ChecksumAlgorithm::Crc32);
-        }
-        let out = {
-          let _slot = self.request_slot().await;
-          // Each part is its own task so parts use every runtime thread; dropping this future aborts it.
-          joined(spawn_abortable(async move { req.send().await.map_err(|e| Error::from_sdk("UploadPart", &bucket, Some(&key), e)) }).await)?
-        };
-        Ok::<_, Error>(
-          CompletedPart::builder()
+      .map(
+        |(number, range, s3, bucket, key, upload_id, range_progress)| async move {
+          let len = range.len as i64;
+          let mut req = s3
+            .upload_part()
+            .bucket(&bucket)
+            .key(&key)
+            .upload_id(&upload_id)
             .part_number(number)
-            .set_e_tag(out.e_tag().map(str::to_owned))
-            .set_checksum_crc32(out.checksum_crc32().map(str::to_owned))
-            .build(),
-        )
-      })
+            .content_length(len)
+            .body(range.into_byte_stream(range_progress));
+          if with_checksum {
+            req = req.checksum_algorithm(ChecksumAlgorithm::Crc32);
+          }
+          let out = {
+            let _slot = self.request_slot().await;
+            // Each part is its own task so parts use every runtime thread; dropping this future aborts it.
+            joined(
+              spawn_abortable(async move {
+                req
+                  .send()
+                  .await
+                  .map_err(|e| Error::from_sdk("UploadPart", &bucket, Some(&key), e))
+              })
+              .await,
+            )?
+          };
+          Ok::<_, Error>(
+            CompletedPart::builder()
+              .part_number(number)
+              .set_e_tag(out.e_tag().map(str::to_owned))
+              .set_checksum_crc32(out.checksum_crc32().map(str::to_owned))
+              .build(),
+          )
+        },
+      )
       .buffer_unordered(concurrency.max(1))
       .try_collect()
       .await?;
@@ -290,22 +351,30 @@ impl Engine {
   }
 }
 
-/// Opens the file and checks it is still what was planned.
+/// Opens the file and checks it is still what was planned (one trip to the blocking pool).
 async fn open_checked(file: &Planned) -> Result<Arc<std::fs::File>> {
-  let path = file.path.clone();
-  let f = tokio::task::spawn_blocking(move || std::fs::File::open(&path)).await.map_err(|e| joined::<()>(Err(e)).unwrap_err())?;
-  let f = Arc::new(f.map_err(|e| Error::io("open", &file.path, e))?);
-  check_unchanged(file, f.clone()).await?;
-  Ok(f)
+  let planned = file.clone();
+  blocking(move || {
+    let f = std::fs::File::open(&planned.path).map_err(|e| Error::io("open", &planned.path, e))?;
+    unchanged(&planned, &f)?;
+    Ok(Arc::new(f))
+  })
+  .await
 }
 
-/// A file whose size or modification time differs from what was planned changed under us: what was sent may
-/// mix old and new bytes.
+/// After sending: a file whose size or modification time changed meanwhile may have sent a mix of old and new
+/// bytes.
 async fn check_unchanged(file: &Planned, opened: Arc<std::fs::File>) -> Result<()> {
-  let meta = tokio::task::spawn_blocking(move || opened.metadata()).await.map_err(|e| joined::<()>(Err(e)).unwrap_err())?;
-  let meta = meta.map_err(|e| Error::io("stat", &file.path, e))?;
+  let planned = file.clone();
+  blocking(move || unchanged(&planned, &opened)).await
+}
+
+fn unchanged(file: &Planned, opened: &std::fs::File) -> Result<()> {
+  let meta = opened.metadata().map_err(|e| Error::io("stat", &file.path, e))?;
   if meta.len() != file.size || meta.modified().ok() != file.modified {
-    return Err(Error::FileChanged { path: file.path.clone() });
+    return Err(Error::FileChanged {
+      path: file.path.clone(),
+    });
   }
   Ok(())
 }
@@ -320,16 +389,29 @@ fn plan(source: UploadSource) -> Result<(Vec<Planned>, Vec<u64>)> {
       for f in files {
         let meta = std::fs::metadata(&f.path).map_err(|e| Error::io("stat", &f.path, e))?;
         if meta.is_dir() {
-          return Err(Error::io("read", &f.path, std::io::Error::from(std::io::ErrorKind::IsADirectory)));
+          return Err(Error::io(
+            "read",
+            &f.path,
+            std::io::Error::from(std::io::ErrorKind::IsADirectory),
+          ));
         }
-        out.push(Planned { size: meta.len(), modified: meta.modified().ok(), path: f.path, key: f.key });
+        out.push(Planned {
+          size: meta.len(),
+          modified: meta.modified().ok(),
+          path: f.path,
+          key: f.key,
+        });
       }
       Ok((out, Vec::new()))
     }
     UploadSource::Directory { local_dir, key_prefix } => {
       let meta = std::fs::metadata(&local_dir).map_err(|e| Error::io("stat", &local_dir, e))?;
       if !meta.is_dir() {
-        return Err(Error::io("read directory", &local_dir, std::io::Error::from(std::io::ErrorKind::NotADirectory)));
+        return Err(Error::io(
+          "read directory",
+          &local_dir,
+          std::io::Error::from(std::io::ErrorKind::NotADirectory),
+        ));
       }
       let mut out = Vec::new();
       let mut skipped = Vec::new();
@@ -356,12 +438,20 @@ fn walk(root: &Path, dir: &Path, prefix: &str, out: &mut Vec<Planned>, skipped: 
           key.push('/');
         }
         let part = part.as_os_str().to_str().ok_or_else(|| {
-          Error::invalid_value(format!("'{}' is not valid UTF-8 and cannot be an S3 key", path.display()))
+          Error::invalid_value(format!(
+            "'{}' is not valid UTF-8 and cannot be an S3 key",
+            path.display()
+          ))
         })?;
         key.push_str(part);
       }
       validate_key(&key, &format!("the key for '{}'", path.display()))?;
-      out.push(Planned { path, key, size: meta.len(), modified: meta.modified().ok() });
+      out.push(Planned {
+        path,
+        key,
+        size: meta.len(),
+        modified: meta.modified().ok(),
+      });
     } else {
       skipped.push(0);
     }
@@ -378,15 +468,27 @@ mod tests {
     let req = UploadRequest {
       bucket: "b".into(),
       source: UploadSource::Files(vec![
-        UploadFile { path: "/a".into(), key: "k".into() },
-        UploadFile { path: "/b".into(), key: "k".into() },
+        UploadFile {
+          path: "/a".into(),
+          key: "k".into(),
+        },
+        UploadFile {
+          path: "/b".into(),
+          key: "k".into(),
+        },
       ]),
     };
     let e = req.validate().unwrap_err();
     assert_eq!(e.code(), "ERR_INVALID_ARG_VALUE");
     assert!(e.to_string().contains("more than once"));
     let long = "x".repeat(1025);
-    let req = UploadRequest { bucket: "b".into(), source: UploadSource::Files(vec![UploadFile { path: "/a".into(), key: long }]) };
+    let req = UploadRequest {
+      bucket: "b".into(),
+      source: UploadSource::Files(vec![UploadFile {
+        path: "/a".into(),
+        key: long,
+      }]),
+    };
     assert!(req.validate().unwrap_err().to_string().contains("1024"));
   }
 
@@ -397,8 +499,11 @@ mod tests {
     std::fs::write(dir.path().join("a/b/c.txt"), b"hello").unwrap();
     std::fs::write(dir.path().join("top file.bin"), b"").unwrap();
     std::os::unix::fs::symlink("/etc", dir.path().join("link")).unwrap();
-    let (files, skipped) =
-      plan(UploadSource::Directory { local_dir: dir.path().to_owned(), key_prefix: "job/".into() }).unwrap();
+    let (files, skipped) = plan(UploadSource::Directory {
+      local_dir: dir.path().to_owned(),
+      key_prefix: "job/".into(),
+    })
+    .unwrap();
     let keys: Vec<_> = files.iter().map(|f| f.key.as_str()).collect();
     assert_eq!(keys, ["job/a/b/c.txt", "job/top file.bin"]);
     assert_eq!(files[0].size, 5);
@@ -409,14 +514,26 @@ mod tests {
   fn missing_files_and_directories_get_node_codes() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("nope");
-    let e = plan(UploadSource::Files(vec![UploadFile { path: missing.clone(), key: "k".into() }])).unwrap_err();
+    let e = plan(UploadSource::Files(vec![UploadFile {
+      path: missing.clone(),
+      key: "k".into(),
+    }]))
+    .unwrap_err();
     assert_eq!(e.code(), "ENOENT");
     assert_eq!(e.path(), Some(missing.as_path()));
-    let e = plan(UploadSource::Files(vec![UploadFile { path: dir.path().to_owned(), key: "k".into() }])).unwrap_err();
+    let e = plan(UploadSource::Files(vec![UploadFile {
+      path: dir.path().to_owned(),
+      key: "k".into(),
+    }]))
+    .unwrap_err();
     assert_eq!(e.code(), "EISDIR");
     let file = dir.path().join("f");
     std::fs::write(&file, b"x").unwrap();
-    let e = plan(UploadSource::Directory { local_dir: file, key_prefix: String::new() }).unwrap_err();
+    let e = plan(UploadSource::Directory {
+      local_dir: file,
+      key_prefix: String::new(),
+    })
+    .unwrap_err();
     assert_eq!(e.code(), "ENOTDIR");
   }
 }

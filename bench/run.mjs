@@ -1,0 +1,164 @@
+// `npm run bench`: s3-ferry side by side with its peers, one run, same local server, same data.
+//
+//   npm run bench                                   # W1 + W2, 3 runs each, s3-ferry vs @aws-sdk/lib-storage
+//   npm run bench -- --workloads W2 --runs 5 --tools s3-ferry
+//
+// Each transfer runs in its own process (bench/transfer.mjs) so its CPU seconds and peak RSS are its own; the
+// server's CPU seconds are read from /proc, since on 2 cores client and server share the machine. Tools
+// alternate within each run; the table reports medians and ratios to s3-ferry. Downloads are verified
+// byte-exact against the source. Results also go to bench/results/latest.md.
+import { spawnSync } from 'node:child_process'
+import { createHash } from 'node:crypto'
+import { existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync, writeSync, closeSync } from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { parseArgs } from 'node:util'
+import { ROOT, buildAddon, ensureNpmDeps } from '../scripts/setup.mjs'
+
+const { values: opts } = parseArgs({
+  options: {
+    workloads: { type: 'string', default: 'W1,W2' },
+    runs: { type: 'string', default: '3' },
+    tools: { type: 'string', default: 's3-ferry,lib-storage' },
+    'skip-build': { type: 'boolean', default: false },
+  },
+})
+const MiB = 1024 * 1024
+const RUNS = Number(opts.runs)
+const TOOLS = opts.tools.split(',')
+
+ensureNpmDeps()
+if (!opts['skip-build']) buildAddon({ release: true })
+const { startS3Server } = await import('../scripts/s3-server.mjs')
+const { S3Client, CreateBucketCommand } = await import('@aws-sdk/client-s3')
+
+// Deterministic data: a SHA-256 chain, so every run and every machine benchmarks the same bytes.
+function fill(size, seed) {
+  const out = Buffer.alloc(size)
+  let h = createHash('sha256').update(String(seed)).digest()
+  const block = Buffer.alloc(Math.min(size, MiB))
+  for (let i = 0; i < block.length; i += 32) {
+    h = createHash('sha256').update(h).digest()
+    h.copy(block, i)
+  }
+  for (let i = 0; i < size; i += block.length) {
+    block.copy(out, i, 0, Math.min(block.length, size - i))
+    out.writeUInt32LE((i / block.length) >>> 0, i)
+  }
+  return out
+}
+
+const WORKLOADS = {
+  W1: { title: 'W1 one 1 GiB file', files: () => [['scene.bin', 1024 * MiB]] },
+  W2: { title: 'W2 2000 × 64 KiB', files: () => Array.from({ length: 2000 }, (_, i) => [`t/${i % 40}/f${i}.bin`, 64 * 1024]) },
+  W3: { title: 'W3 200 × 4 MiB', files: () => Array.from({ length: 200 }, (_, i) => [`m/f${i}.bin`, 4 * MiB]) },
+}
+
+function ensureData(name) {
+  const dir = path.join(ROOT, '.cache', 'bench-data', name)
+  const marker = path.join(dir, '.complete')
+  if (existsSync(marker)) return dir
+  rmSync(dir, { recursive: true, force: true })
+  console.error(`[bench] generating ${name} in ${path.relative(ROOT, dir)}`)
+  WORKLOADS[name].files().forEach(([rel, size], i) => {
+    const p = path.join(dir, rel)
+    mkdirSync(path.dirname(p), { recursive: true })
+    const fd = openSync(p, 'w')
+    for (let off = 0; off < size; off += 64 * MiB) writeSync(fd, fill(Math.min(64 * MiB, size - off), `${name}/${i}/${off}`))
+    closeSync(fd)
+  })
+  writeFileSync(marker, '')
+  return dir
+}
+
+function hashTree(dir) {
+  const out = new Map()
+  const walk = (d) => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      const p = path.join(d, e.name)
+      if (e.isDirectory()) walk(p)
+      else if (e.name !== '.complete') out.set(path.relative(dir, p), createHash('sha256').update(readFileSync(p)).digest('hex'))
+    }
+  }
+  walk(dir)
+  return out
+}
+
+/** utime + stime of a process, in seconds. */
+function cpuOf(pid) {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')
+  return (Number(fields[11]) + Number(fields[12])) / 100
+}
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b)
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2
+}
+
+const server = await startS3Server()
+const results = [] // { workload, direction, tool, seconds, cpuSeconds, maxRssMiB, serverCpu, files, bytes }
+try {
+  const bucket = 'bench'
+  await new S3Client({ endpoint: server.endpoint, region: server.region, forcePathStyle: true, credentials: server.credentials }).send(
+    new CreateBucketCommand({ Bucket: bucket }),
+  )
+  const scratch = path.join(os.tmpdir(), `s3-ferry-bench-${process.pid}`)
+  for (const w of opts.workloads.split(',')) {
+    const src = ensureData(w)
+    const srcHashes = hashTree(src)
+    for (let run = 0; run < RUNS; run++) {
+      const order = run % 2 ? [...TOOLS].reverse() : TOOLS
+      for (const tool of order) {
+        const prefix = `${tool}/${w}/r${run}/`
+        for (const direction of ['upload', 'download']) {
+          const localDir = direction === 'upload' ? src : path.join(scratch, `${tool}-${w}-${run}`)
+          const cfg = { tool, direction, endpoint: server.endpoint, region: server.region, credentials: server.credentials, bucket, prefix, localDir }
+          const s0 = cpuOf(server.pid)
+          const r = spawnSync(process.execPath, [path.join(ROOT, 'bench', 'transfer.mjs'), JSON.stringify(cfg)], {
+            encoding: 'utf8',
+            env: { ...process.env, AWS_EC2_METADATA_DISABLED: 'true' },
+          })
+          const serverCpu = cpuOf(server.pid) - s0
+          const line = r.stdout.trim().split('\n').pop()
+          if (r.status !== 0 || !line?.startsWith('{')) throw new Error(`${tool} ${direction} ${w} failed:\n${r.stderr}`)
+          const m = JSON.parse(line)
+          if (direction === 'download') {
+            const got = hashTree(localDir)
+            const bad = [...srcHashes].filter(([k, h]) => got.get(k) !== h).length
+            if (bad || got.size !== srcHashes.size) throw new Error(`${tool} download of ${w} is not byte-exact (${bad} files differ)`)
+            rmSync(localDir, { recursive: true, force: true })
+          }
+          results.push({ workload: w, direction, tool, serverCpu, ...m })
+          console.error(`[bench] ${w} ${direction} ${tool} run ${run + 1}: ${m.seconds.toFixed(2)} s, cpu ${m.cpuSeconds.toFixed(2)} s, rss ${m.maxRssMiB.toFixed(0)} MiB, server cpu ${serverCpu.toFixed(2)} s`)
+        }
+      }
+    }
+  }
+} finally {
+  await server.stop()
+}
+
+const cpuModel = (readFileSync('/proc/cpuinfo', 'utf8').match(/model name\s*:\s*(.*)/) || [])[1] || 'unknown CPU'
+const lines = [
+  `Benchmark ${new Date().toISOString().slice(0, 10)} on ${os.cpus().length} cores (${cpuModel}), ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}; server SeaweedFS ${'4.48'} on loopback (both directions); median of ${RUNS} runs.`,
+  '',
+  '| workload | direction | tool | seconds | MB/s | files/s | ratio (s3-ferry ÷ tool, throughput) | client CPU s | server CPU s | peak RSS MiB |',
+  '|---|---|---|---:|---:|---:|---:|---:|---:|---:|',
+]
+for (const w of opts.workloads.split(',')) {
+  for (const direction of ['upload', 'download']) {
+    const rows = TOOLS.map((tool) => {
+      const rs = results.filter((r) => r.workload === w && r.direction === direction && r.tool === tool)
+      return { tool, seconds: median(rs.map((r) => r.seconds)), cpu: median(rs.map((r) => r.cpuSeconds)), server: median(rs.map((r) => r.serverCpu)), rss: Math.max(...rs.map((r) => r.maxRssMiB)), files: rs[0].files, bytes: rs[0].bytes }
+    })
+    const ours = rows.find((r) => r.tool === 's3-ferry')
+    for (const r of rows) {
+      const ratio = ours ? (r.seconds / ours.seconds).toFixed(2) + '×' : '—'
+      lines.push(`| ${WORKLOADS[w].title} | ${direction} | ${r.tool} | ${r.seconds.toFixed(2)} | ${(r.bytes / 1e6 / r.seconds).toFixed(1)} | ${(r.files / r.seconds).toFixed(0)} | ${r.tool === 's3-ferry' ? '1.00×' : ratio} | ${r.cpu.toFixed(2)} | ${r.server.toFixed(2)} | ${r.rss.toFixed(0)} |`)
+    }
+  }
+}
+const table = lines.join('\n')
+console.log(table)
+mkdirSync(path.join(ROOT, 'bench', 'results'), { recursive: true })
+writeFileSync(path.join(ROOT, 'bench', 'results', 'latest.md'), table + '\n')

@@ -1,0 +1,38 @@
+// Set-up steps shared by `npm test`, `npm run demo` and `npm run bench`, so each does all of it on a fresh clone.
+import { spawnSync } from 'node:child_process'
+import { existsSync, statSync } from 'node:fs'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
+
+/** Runs a command in the repository, inheriting output; exits the process if it fails. */
+export function sh(cmd, argv, opts = {}) {
+  const r = spawnSync(cmd, argv, { stdio: 'inherit', cwd: ROOT, ...opts })
+  if (r.status !== 0) {
+    console.error(`${cmd} ${argv.join(' ')} failed (${r.status ?? r.signal})`)
+    process.exit(r.status || 1)
+  }
+}
+
+/** `npm ci` when node_modules is missing or older than the lock file. */
+export function ensureNpmDeps() {
+  const lock = path.join(ROOT, 'package-lock.json')
+  const installed = path.join(ROOT, 'node_modules', '.package-lock.json')
+  if (!existsSync(installed) || statSync(installed).mtimeMs < statSync(lock).mtimeMs) {
+    console.log('== npm ci')
+    sh('npm', ['ci', '--no-audit', '--no-fund'])
+  }
+}
+
+/**
+ * Builds the addon. Tests use the debug build (a cold release build of aws-sdk-s3 takes minutes on 2 cores);
+ * the demo and the benchmark use the release build. Both write the same .node file; cargo keeps both profiles'
+ * artifacts, so switching back and forth only relinks.
+ */
+export function buildAddon({ release }) {
+  console.log(`== build the addon (${release ? 'release' : 'debug'})`)
+  const args = ['napi', 'build', '--platform', '--js', 'native.js', '--dts', 'index.d.ts', '--no-const-enum']
+  if (release) args.push('--release')
+  sh('npx', args)
+}
