@@ -229,3 +229,18 @@ test('a key that would escape the destination directory is refused before anythi
   })
   assert.deepEqual(spawnSync('ls', ['-A', dir]).stdout.toString().trim().split('\n'), ['src'], 'nothing was written')
 })
+
+test('no credentials anywhere: ERR_CREDENTIALS, without stalling on instance metadata', async () => {
+  const dir = tempDir()
+  writeFileSync(path.join(dir, 'f'), 'x')
+  const script = `
+    const { TransferClient } = require(${JSON.stringify(path.join(ROOT, 'index.js'))})
+    const c = new TransferClient({ endpoint: 'http://127.0.0.1:9', forcePathStyle: true })
+    c.upload({ bucket: 'b', localDir: ${JSON.stringify(dir)} })
+      .then(() => console.log('resolved'), (e) => console.log(JSON.stringify({ code: e.code })))`
+  // A clean environment: no AWS_* variables, a HOME without ~/.aws.
+  const env = { PATH: process.env.PATH, HOME: dir }
+  const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', env, timeout: 60_000 })
+  assert.equal(r.status, 0, r.stderr)
+  assert.deepEqual(JSON.parse(r.stdout.trim()), { code: 'ERR_CREDENTIALS' })
+})

@@ -148,38 +148,20 @@ impl TransferClient {
   /// Node-style code for local files (`ENOENT`, `EISDIR`, `EACCES`, with `path`), `ERR_INVALID_ARG_*` for bad
   /// input (before any request), or `ABORT_ERR` (`name: 'AbortError'`) when `signal` aborts.
   #[napi]
-  pub fn upload<'env>(&self, env: &'env Env, mut request: UploadRequest) -> Result<PromiseRaw<'env, TransferSummary>> {
-    let engine_request = request.to_engine().map_err(|e| to_js_error(env, &e))?;
-    let control = control(
-      env,
-      request.signal.as_ref(),
-      request.on_progress.take(),
-      request.progress_interval_ms,
-    )?;
+  pub fn upload<'env>(&self, env: &'env Env, request: UploadRequest) -> Result<PromiseRaw<'env, TransferSummary>> {
     let engine = self.engine.clone();
-    run(env, control, move |control| async move {
-      engine.upload(engine_request, control).await
+    start(env, request, move |r, control| async move {
+      engine.upload(r, control).await
     })
   }
 
   /// Downloads `objects`, or every key under `keyPrefix` into `localDir`. Each file is written to a temporary
   /// file beside its destination and renamed into place only when complete. Errors as for `upload`.
   #[napi]
-  pub fn download<'env>(
-    &self,
-    env: &'env Env,
-    mut request: DownloadRequest,
-  ) -> Result<PromiseRaw<'env, TransferSummary>> {
-    let engine_request = request.to_engine().map_err(|e| to_js_error(env, &e))?;
-    let control = control(
-      env,
-      request.signal.as_ref(),
-      request.on_progress.take(),
-      request.progress_interval_ms,
-    )?;
+  pub fn download<'env>(&self, env: &'env Env, request: DownloadRequest) -> Result<PromiseRaw<'env, TransferSummary>> {
     let engine = self.engine.clone();
-    run(env, control, move |control| async move {
-      engine.download(engine_request, control).await
+    start(env, request, move |r, control| async move {
+      engine.download(r, control).await
     })
   }
 }
@@ -189,16 +171,9 @@ impl TransferClient {
 #[napi(js_name = "upload", ts_args_type = "request: ClientOptions & UploadRequest")]
 pub fn upload_once<'env>(env: &'env Env, request: Object<'env>) -> Result<PromiseRaw<'env, TransferSummary>> {
   let engine = shared_client(env, &request)?;
-  let mut request = unsafe { UploadRequest::from_napi_value(env.raw(), request.raw())? };
-  let engine_request = request.to_engine().map_err(|e| to_js_error(env, &e))?;
-  let control = control(
-    env,
-    request.signal.as_ref(),
-    request.on_progress.take(),
-    request.progress_interval_ms,
-  )?;
-  run(env, control, move |control| async move {
-    engine.upload(engine_request, control).await
+  let request = unsafe { UploadRequest::from_napi_value(env.raw(), request.raw())? };
+  start(env, request, move |r, control| async move {
+    engine.upload(r, control).await
   })
 }
 
@@ -207,17 +182,24 @@ pub fn upload_once<'env>(env: &'env Env, request: Object<'env>) -> Result<Promis
 #[napi(js_name = "download", ts_args_type = "request: ClientOptions & DownloadRequest")]
 pub fn download_once<'env>(env: &'env Env, request: Object<'env>) -> Result<PromiseRaw<'env, TransferSummary>> {
   let engine = shared_client(env, &request)?;
-  let mut request = unsafe { DownloadRequest::from_napi_value(env.raw(), request.raw())? };
-  let engine_request = request.to_engine().map_err(|e| to_js_error(env, &e))?;
-  let control = control(
-    env,
-    request.signal.as_ref(),
-    request.on_progress.take(),
-    request.progress_interval_ms,
-  )?;
-  run(env, control, move |control| async move {
-    engine.download(engine_request, control).await
+  let request = unsafe { DownloadRequest::from_napi_value(env.raw(), request.raw())? };
+  start(env, request, move |r, control| async move {
+    engine.download(r, control).await
   })
+}
+
+/// Converts a request (throwing a coded error before anything starts), wires its signal and progress callback,
+/// and runs `go` with the engine request.
+fn start<'env, R, F, Fut>(env: &'env Env, mut request: R, go: F) -> Result<PromiseRaw<'env, TransferSummary>>
+where
+  R: options::CallRequest,
+  F: FnOnce(R::Engine, Control) -> Fut + Send + 'static,
+  Fut: Future<Output = engine::Result<engine::Summary>> + Send + 'static,
+{
+  let engine_request = request.to_engine().map_err(|e| to_js_error(env, &e))?;
+  let (signal, on_progress, interval_ms) = request.call_parts();
+  let setup = control(env, signal, on_progress, interval_ms)?;
+  run(env, setup, move |control| go(engine_request, control))
 }
 
 /// Clients of the one-shot functions, by their configuration. A handful of distinct option sets is normal;

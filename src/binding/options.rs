@@ -201,9 +201,25 @@ fn exactly_one(bucket_field: &str, list: bool, dir: bool, list_name: &str) -> Re
   }
 }
 
-impl UploadRequest {
-  /// The engine request; the signal and callback stay with the binding.
-  pub fn to_engine(&mut self) -> Result<engine::UploadRequest, Error> {
+/// What the binding needs of any transfer request: the engine request, and the parts that stay on the
+/// JavaScript side (the signal, the progress callback and its interval).
+pub trait CallRequest {
+  /// The engine's request type.
+  type Engine: Send + 'static;
+  /// The engine request, validated.
+  fn to_engine(&mut self) -> Result<Self::Engine, Error>;
+  /// The signal, the progress callback (taken) and the interval.
+  fn call_parts(&mut self) -> (Option<&AbortSignal>, Option<ProgressCallback>, Option<f64>);
+}
+
+impl CallRequest for UploadRequest {
+  type Engine = engine::UploadRequest;
+
+  fn call_parts(&mut self) -> (Option<&AbortSignal>, Option<ProgressCallback>, Option<f64>) {
+    (self.signal.as_ref(), self.on_progress.take(), self.progress_interval_ms)
+  }
+
+  fn to_engine(&mut self) -> Result<engine::UploadRequest, Error> {
     exactly_one("upload", self.files.is_some(), self.local_dir.is_some(), "files")?;
     let source = match (self.files.take(), self.local_dir.take()) {
       (Some(files), _) => engine::UploadSource::Files(
@@ -230,9 +246,14 @@ impl UploadRequest {
   }
 }
 
-impl DownloadRequest {
-  /// The engine request; the signal and callback stay with the binding.
-  pub fn to_engine(&mut self) -> Result<engine::DownloadRequest, Error> {
+impl CallRequest for DownloadRequest {
+  type Engine = engine::DownloadRequest;
+
+  fn call_parts(&mut self) -> (Option<&AbortSignal>, Option<ProgressCallback>, Option<f64>) {
+    (self.signal.as_ref(), self.on_progress.take(), self.progress_interval_ms)
+  }
+
+  fn to_engine(&mut self) -> Result<engine::DownloadRequest, Error> {
     exactly_one("download", self.objects.is_some(), self.local_dir.is_some(), "objects")?;
     let source = match (self.objects.take(), self.local_dir.take()) {
       (Some(objects), _) => engine::DownloadSource::Objects(

@@ -177,19 +177,16 @@ impl Error {
         (code, e.message().map(str::to_owned))
       }
       SdkError::TimeoutError(_) => ("ETIMEDOUT".to_owned(), Some("the request timed out".to_owned())),
+      // Credentials are resolved while the request is dispatched, so their failures arrive as dispatch or
+      // construction failures; the source chain tells them apart from network trouble.
+      SdkError::DispatchFailure(_) | SdkError::ConstructionFailure(_) if mentions_credentials(&err) => {
+        ("ERR_CREDENTIALS".to_owned(), Some(source_chain(&err)))
+      }
       SdkError::DispatchFailure(d) => {
         let code = if d.is_timeout() { "ETIMEDOUT" } else { "ERR_NETWORK" };
         (code.to_owned(), Some(source_chain(&err)))
       }
-      SdkError::ConstructionFailure(_) => {
-        let chain = source_chain(&err);
-        let code = if chain.to_ascii_lowercase().contains("credential") {
-          "ERR_CREDENTIALS"
-        } else {
-          "ERR_REQUEST"
-        };
-        (code.to_owned(), Some(chain))
-      }
+      SdkError::ConstructionFailure(_) => ("ERR_REQUEST".to_owned(), Some(source_chain(&err))),
       _ => ("ERR_RESPONSE".to_owned(), Some(source_chain(&err))),
     };
     // HEAD responses have no body, so S3 cannot name the error; a 404 there means the key is missing.
@@ -284,6 +281,10 @@ fn status_code_name(status: Option<u16>) -> String {
     Some(s) => format!("HTTP{s}"),
     None => "ERR_RESPONSE".to_owned(),
   }
+}
+
+fn mentions_credentials(err: &(dyn std::error::Error + 'static)) -> bool {
+  source_chain(err).to_ascii_lowercase().contains("credentials")
 }
 
 /// "a: b: c" from an error and its sources; SDK errors keep the useful part in their sources.
