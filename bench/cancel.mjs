@@ -26,14 +26,14 @@ const { S3Client, CreateBucketCommand, ListMultipartUploadsCommand } = await imp
 
 const N = Number(opts.files)
 const src = path.join(ROOT, '.cache', 'bench-data', `cancel-${N}`)
-if (!existsSync(path.join(src, '.complete'))) {
+if (!existsSync(`${src}.complete`)) {
   for (let i = 0; i < N; i++) {
     const p = path.join(src, `d${i % 50}`, `f${i}.bin`)
     mkdirSync(path.dirname(p), { recursive: true })
     const block = createHash('sha512').update(String(i)).digest()
     writeFileSync(p, Buffer.alloc(64 * 1024, block))
   }
-  writeFileSync(path.join(src, '.complete'), '')
+  writeFileSync(`${src}.complete`, '')
 }
 
 function leftovers(dir) {

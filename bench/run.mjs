@@ -56,7 +56,8 @@ const WORKLOADS = {
 
 function ensureData(name) {
   const dir = path.join(ROOT, '.cache', 'bench-data', name)
-  const marker = path.join(dir, '.complete')
+  // The marker sits beside the data, not in it, so it is not part of the workload.
+  const marker = `${dir}.complete`
   if (existsSync(marker)) return dir
   rmSync(dir, { recursive: true, force: true })
   console.error(`[bench] generating ${name} in ${path.relative(ROOT, dir)}`)
@@ -77,7 +78,7 @@ function hashTree(dir) {
     for (const e of readdirSync(d, { withFileTypes: true })) {
       const p = path.join(d, e.name)
       if (e.isDirectory()) walk(p)
-      else if (e.name !== '.complete') out.set(path.relative(dir, p), createHash('sha256').update(readFileSync(p)).digest('hex'))
+      else out.set(path.relative(dir, p), createHash('sha256').update(readFileSync(p)).digest('hex'))
     }
   }
   walk(dir)

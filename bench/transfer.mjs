@@ -1,7 +1,7 @@
 // One timed transfer in its own process, so CPU time and peak RSS belong to that tool alone.
 //   node bench/transfer.mjs '<json config>'  → prints one JSON line: { seconds, cpuSeconds, maxRssMiB, files, bytes }
 // config: { tool, direction, endpoint, region, credentials, bucket, prefix, localDir }
-import { createReadStream, createWriteStream, mkdirSync, openSync, closeSync, writeSync, readdirSync, statSync } from 'node:fs'
+import { createReadStream, createWriteStream, mkdirSync, openSync, closeSync, writeSync, readdirSync, readFileSync, statSync } from 'node:fs'
 import path from 'node:path'
 import { pipeline } from 'node:stream/promises'
 
@@ -114,5 +114,8 @@ const result = await run()
 const seconds = (performance.now() - t0) / 1000
 const ru1 = process.resourceUsage()
 const cpuSeconds = (ru1.userCPUTime - ru0.userCPUTime + ru1.systemCPUTime - ru0.systemCPUTime) / 1e6
-console.log(JSON.stringify({ ...result, seconds, cpuSeconds, maxRssMiB: ru1.maxRSS / 1024 }))
+// Peak RSS from VmHWM: getrusage's ru_maxrss survives execve, so a child spawned by a parent that had just
+// generated a gigabyte of test data would report the parent's peak as its own.
+const hwm = Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'))[1])
+console.log(JSON.stringify({ ...result, seconds, cpuSeconds, maxRssMiB: hwm / 1024 }))
 process.exit(0)
