@@ -1,10 +1,10 @@
-// `npm run bench:cancel`: how fast a cancel really stops. 5000 × 64 KiB files queued with the default pool;
-// abort after 1 s; the time from abort() to the promise settling, and what is left behind (multipart uploads
+// `npm run bench:cancel`: how fast a cancel really stops. 5000 × 64 KiB files queued with the default pool
+// (upload and download), and one 4 GiB multipart upload; abort after 1 s; the time from abort() to the promise settling, and what is left behind (multipart uploads
 // still open on the server, temporary or partial files at the destination). Upload and download, several runs.
 //
 //   npm run bench:cancel -- --runs 5 --files 5000 --after-ms 1000
 import { createHash } from 'node:crypto'
-import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync, existsSync } from 'node:fs'
+import { mkdirSync, readFileSync, readdirSync, rmSync, truncateSync, writeFileSync, existsSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { parseArgs } from 'node:util'
@@ -54,6 +54,12 @@ function leftovers(dir) {
   return out
 }
 
+// A 4 GiB sparse file: a multipart upload that is still sending when the abort comes.
+const big = path.join(ROOT, '.cache', 'bench-data', 'cancel-sparse-4g.bin')
+writeFileSync(big, '')
+truncateSync(big, 4 * 1024 * 1024 * 1024)
+const DIRECTIONS = ['upload', 'download', 'multipart upload']
+
 const server = await startS3Server()
 const rows = []
 try {
@@ -63,13 +69,16 @@ try {
   // A complete copy to download from.
   await client.upload({ bucket: 'cancel', localDir: src, keyPrefix: 'full/' })
   for (let run = 0; run < Number(opts.runs); run++) {
-    for (const direction of ['upload', 'download']) {
+    for (const direction of DIRECTIONS) {
       const out = path.join(os.tmpdir(), `s3-ferry-cancel-${process.pid}-${run}`)
       const controller = new AbortController()
+      const signal = controller.signal
       const p =
         direction === 'upload'
-          ? client.upload({ bucket: 'cancel', localDir: src, keyPrefix: `up${run}/`, signal: controller.signal })
-          : client.download({ bucket: 'cancel', keyPrefix: 'full/', localDir: out, signal: controller.signal })
+          ? client.upload({ bucket: 'cancel', localDir: src, keyPrefix: `up${run}/`, signal })
+          : direction === 'download'
+            ? client.download({ bucket: 'cancel', keyPrefix: 'full/', localDir: out, signal })
+            : client.upload({ bucket: 'cancel', files: [{ path: big, key: `big${run}` }], signal })
       let settledAt = 0
       let outcome = 'resolved'
       const done = p.then(
@@ -95,12 +104,12 @@ try {
   await server.stop()
 }
 const lines = [
-  `Cancel benchmark ${new Date().toISOString().slice(0, 10)}: ${N} × 64 KiB, default pool (50), abort after ${opts['after-ms']} ms, ${opts.runs} runs, SeaweedFS on loopback.`,
+  `Cancel benchmark ${new Date().toISOString().slice(0, 10)}: ${N} × 64 KiB (and one 4 GiB file for the multipart row), default pool (50), abort after ${opts['after-ms']} ms, ${opts.runs} runs, SeaweedFS on loopback.`,
   '',
   '| direction | abort → settle median ms | max ms | open multipart uploads | temp files left | partial files |',
   '|---|---:|---:|---:|---:|---:|',
 ]
-for (const d of ['upload', 'download']) {
+for (const d of DIRECTIONS) {
   const r = rows.filter((x) => x.direction === d)
   const ms = r.map((x) => x.ms).sort((a, b) => a - b)
   const med = ms.length % 2 ? ms[(ms.length - 1) / 2] : (ms[ms.length / 2 - 1] + ms[ms.length / 2]) / 2
