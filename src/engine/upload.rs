@@ -141,10 +141,10 @@ impl Engine {
     ));
     let bucket: Arc<str> = Arc::from(bucket);
     let jobs = files.into_iter().map(|file| {
-      let parts = self.config().part_size_for(file.size);
+      let part_size = self.config().part_size_for(file.size);
       let multipart = file.size > self.config().multipart_threshold;
       let weight = if multipart {
-        (file.size.div_ceil(parts) as usize).min(MAX_REQUESTS_PER_FILE)
+        (file.size.div_ceil(part_size) as usize).min(MAX_REQUESTS_PER_FILE)
       } else {
         1
       };
@@ -279,38 +279,29 @@ impl Engine {
     let part_size = self.config().part_size_for(file.size);
     let count = file.size.div_ceil(part_size);
     let path = Arc::new(file.path.clone());
-    let parts = (0..count).map(|i| {
-      let offset = i * part_size;
-      let range = FileRange {
-        file: opened.clone(),
-        path: path.clone(),
-        offset,
-        len: part_size.min(file.size - offset),
-      };
-      let (s3, bucket, key, upload_id, range_progress) = (
-        s3.clone(),
-        bucket.to_owned(),
-        file.key.clone(),
-        upload_id.to_owned(),
-        progress.range(),
-      );
-      (i as i32 + 1, range, s3, bucket, key, upload_id, range_progress)
-    });
-    let mut completed: Vec<CompletedPart> = stream::iter(parts)
-      .map(
-        |(number, range, s3, bucket, key, upload_id, range_progress)| async move {
-          let len = range.len as i64;
-          let mut req = s3
-            .upload_part()
-            .bucket(&bucket)
-            .key(&key)
-            .upload_id(&upload_id)
-            .part_number(number)
-            .content_length(len)
-            .body(range.into_byte_stream(range_progress));
-          if with_checksum {
-            req = req.checksum_algorithm(ChecksumAlgorithm::Crc32);
-          }
+    let mut completed: Vec<CompletedPart> = stream::iter(0..count)
+      .map(|i| {
+        let number = i as i32 + 1;
+        let offset = i * part_size;
+        let range = FileRange {
+          file: opened.clone(),
+          path: path.clone(),
+          offset,
+          len: part_size.min(file.size - offset),
+        };
+        let mut req = s3
+          .upload_part()
+          .bucket(bucket)
+          .key(&file.key)
+          .upload_id(upload_id)
+          .part_number(number)
+          .content_length(range.len as i64)
+          .body(range.into_byte_stream(progress.range()));
+        if with_checksum {
+          req = req.checksum_algorithm(ChecksumAlgorithm::Crc32);
+        }
+        let (bucket, key) = (bucket.to_owned(), file.key.clone());
+        async move {
           let out = {
             let _slot = self.request_slot().await;
             // Each part is its own task so parts use every runtime thread; dropping this future aborts it.
@@ -331,8 +322,8 @@ impl Engine {
               .set_checksum_crc32(out.checksum_crc32().map(str::to_owned))
               .build(),
           )
-        },
-      )
+        }
+      })
       .buffer_unordered(concurrency.max(1))
       .try_collect()
       .await?;
