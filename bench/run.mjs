@@ -6,8 +6,8 @@
 // Each transfer runs in its own process (bench/transfer.mjs) so its CPU seconds and peak RSS are its own; the
 // server's CPU seconds are read from /proc, since on 2 cores client and server share the machine. Tools
 // alternate within each run; the table reports medians and ratios to s3-ferry. Downloads are verified
-// byte-exact against the source. Results also go to bench/results/latest.md. Most of the memory is touched once
-// at the start (--prefault-gib, default 80% of RAM; 0 to skip); see the comment there.
+// byte-exact against the source. Results also go to bench/results/latest.md. Memory is warmed before every
+// download (--no-warm to skip); see warmMemory().
 import { spawnSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync, writeSync, closeSync } from 'node:fs'
@@ -22,7 +22,7 @@ const { values: opts } = parseArgs({
     runs: { type: 'string', default: '3' },
     tools: { type: 'string', default: 's3-ferry,lib-storage' },
     'skip-build': { type: 'boolean', default: false },
-    'prefault-gib': { type: 'string', default: String(Math.floor((os.totalmem() / 2 ** 30) * 0.8)) },
+    'no-warm': { type: 'boolean', default: false },
   },
 })
 const MiB = 1024 * 1024
@@ -98,15 +98,14 @@ const median = (xs) => {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2
 }
 
-// In a VM, the first touch of a guest page costs a host-side fault. As the page cache grows into never-touched
-// memory, every new page of a download pays it, in whichever tool happens to run then: measured here, one 1 GiB
-// download took 1.2 s into reused pages and 3-4.5 s into fresh ones, the extra all kernel time in the copy into
-// the page cache. Touch most of the memory once, up front, so every tool writes into pages the host has backed.
-if (Number(opts['prefault-gib']) > 0) {
-  console.error(`[bench] pre-faulting ${opts['prefault-gib']} GiB of guest memory`)
-  spawnSync(process.execPath, ['-e', `const keep = []; for (let i = 0; i < ${Number(opts['prefault-gib'])}; i++) keep.push(Buffer.alloc(2 ** 30, 1))`], {
-    stdio: 'inherit',
-  })
+// In a VM, the first touch of a guest page costs a host-side fault, and freed pages go cold again after a while.
+// Measured here, one 1 GiB download: 1.4 s into warm pages, 4.6 s into cold ones (all of the difference kernel
+// time copying into the page cache), for every tool alike. Left alone, whichever tool writes into the pages the
+// previous tool just freed wins. So right before every download, a child process touches and frees as much
+// memory as the download will fill, and every tool starts from the same warm state.
+function warmMemory(bytes) {
+  const mib = Math.ceil(bytes / MiB) + 256
+  spawnSync(process.execPath, ['-e', `const keep = []; for (let i = 0; i < ${mib}; i += 256) keep.push(Buffer.alloc(256 * 2 ** 20, 1))`])
 }
 
 const server = await startS3Server()
@@ -120,6 +119,7 @@ try {
   for (const w of opts.workloads.split(',')) {
     const src = ensureData(w)
     const srcHashes = hashTree(src)
+    const workloadBytes = WORKLOADS[w].files().reduce((a, [, size]) => a + size, 0)
     for (let run = 0; run < RUNS; run++) {
       const order = run % 2 ? [...TOOLS].reverse() : TOOLS
       for (const tool of order) {
@@ -127,6 +127,7 @@ try {
         for (const direction of ['upload', 'download']) {
           const localDir = direction === 'upload' ? src : path.join(scratch, `${tool}-${w}-${run}`)
           const cfg = { tool, direction, endpoint: server.endpoint, region: server.region, credentials: server.credentials, bucket, prefix, localDir }
+          if (direction === 'download' && !opts['no-warm']) warmMemory(workloadBytes)
           const s0 = cpuOf(server.pid)
           const r = spawnSync(process.execPath, [path.join(ROOT, 'bench', 'transfer.mjs'), JSON.stringify(cfg)], {
             encoding: 'utf8',
