@@ -81,6 +81,19 @@ export interface ClientOptions {
   maxAttempts?: number
   /** Upload checksum policy; default `whenRequired` with a custom `endpoint`, else `whenSupported`. */
   checksum?: ChecksumPolicy
+  /**
+   * Bandwidth cap in bytes per second, shared by every upload and download of the client (a token bucket;
+   * no burst above a tenth of a second's worth). Default: no cap. A request's own `maxBandwidth` replaces it for
+   * that request.
+   */
+  maxBandwidth?: number
+  /**
+   * An INI file whose `[settings]` section provides defaults for the numeric options
+   * (`s3_max_pool_connections`, `small_file_threshold_multiplier`, `s3_max_bandwidth`, `upload_workers`,
+   * `download_workers`, `part_size`, `multipart_threshold`, `max_attempts`). Options given here override the
+   * file; the file overrides the built-in defaults. Default: `$S3_FERRY_CONFIG`, else none.
+   */
+  configFile?: string
 }
 
 /** Explicit credentials. Never printed in errors or logs. */
@@ -121,6 +134,8 @@ export interface DownloadRequest {
   onProgress?: (progress: TransferProgress) => void
   /** At most one progress event per this many milliseconds. Default 100. */
   progressIntervalMs?: number
+  /** This request's own bandwidth cap in bytes per second, instead of the client's. */
+  maxBandwidth?: number
 }
 
 /** The settings a client runs with, defaults and derived values resolved. */
@@ -134,6 +149,13 @@ export interface ResolvedSettings {
   maxAttempts: number
   /** `whenSupported` or `whenRequired`. */
   checksum: string
+  /** The client's bandwidth cap in bytes per second, if any. */
+  maxBandwidth?: number
+  /**
+   * Worker threads of the engine's runtime (process-wide: `S3_FERRY_THREADS`, else `threads` in the config
+   * file, else half the cores, 2 to 8).
+   */
+  threads: number
 }
 
 /** A progress event. */
@@ -206,4 +228,6 @@ export interface UploadRequest {
   onProgress?: (progress: TransferProgress) => void
   /** At most one progress event per this many milliseconds. Default 100. */
   progressIntervalMs?: number
+  /** This request's own bandwidth cap in bytes per second, instead of the client's. */
+  maxBandwidth?: number
 }

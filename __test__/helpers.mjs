@@ -141,3 +141,9 @@ export function allFiles(dir) {
 
 export const MiB = 1024 * 1024
 export { randomBytes, statSync }
+
+/** A connection-counting TCP proxy in front of the S3 server (see scripts/tcp-proxy.mjs). */
+export async function countingProxy() {
+  const { startCountingProxy } = await import('../scripts/tcp-proxy.mjs')
+  return startCountingProxy((await server()).endpoint)
+}

@@ -6,6 +6,7 @@
 
 mod errors;
 mod options;
+mod runtime;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -68,6 +69,11 @@ pub struct ResolvedSettings {
   pub max_attempts: u32,
   /// `whenSupported` or `whenRequired`.
   pub checksum: String,
+  /// The client's bandwidth cap in bytes per second, if any.
+  pub max_bandwidth: Option<f64>,
+  /// Worker threads of the engine's runtime (process-wide: `S3_FERRY_THREADS`, else `threads` in the config
+  /// file, else half the cores, 2 to 8).
+  pub threads: u32,
 }
 
 impl From<engine::Progress> for TransferProgress {
@@ -139,6 +145,8 @@ impl TransferClient {
         engine::ChecksumMode::WhenSupported => "whenSupported".to_owned(),
         engine::ChecksumMode::WhenRequired => "whenRequired".to_owned(),
       },
+      max_bandwidth: c.max_bandwidth.map(|b| b as f64),
+      threads: runtime::threads_in_use() as u32,
     }
   }
 
@@ -197,8 +205,7 @@ where
   Fut: Future<Output = engine::Result<engine::Summary>> + Send + 'static,
 {
   let engine_request = request.to_engine().map_err(|e| to_js_error(env, &e))?;
-  let (signal, on_progress, interval_ms) = request.call_parts();
-  let setup = control(env, signal, on_progress, interval_ms)?;
+  let setup = control(env, request.call_parts())?;
   run(env, setup, move |control| go(engine_request, control))
 }
 
@@ -235,20 +242,17 @@ struct CallSetup {
 
 /// The engine control for a call: a token cancelled by `signal` (or by the environment's teardown), and a
 /// progress sink that queues events to the JavaScript callback without ever blocking the transfer.
-fn control(
-  env: &Env,
-  signal: Option<&AbortSignal>,
-  on_progress: Option<options::ProgressCallback>,
-  interval_ms: Option<f64>,
-) -> Result<CallSetup> {
-  let progress_interval = options::progress_interval(interval_ms).map_err(|e| to_js_error(env, &e))?;
+fn control(env: &Env, parts: options::CallParts) -> Result<CallSetup> {
+  let progress_interval = options::progress_interval(parts.progress_interval_ms).map_err(|e| to_js_error(env, &e))?;
+  let max_bandwidth =
+    options::positive("maxBandwidth", parts.max_bandwidth, options::MAX_SAFE).map_err(|e| to_js_error(env, &e))?;
   let cancel = CancellationToken::new();
-  if let Some(signal) = signal {
+  if let Some(signal) = parts.signal {
     let token = cancel.clone();
     signal.on_abort(move || token.cancel());
   }
   let teardown = env.add_env_cleanup_hook(cancel.clone(), |token| token.cancel())?;
-  let callback = on_progress.map(Arc::new);
+  let callback = parts.on_progress.map(Arc::new);
   let progress = callback.clone().map(|f| {
     Arc::new(move |p: engine::Progress| {
       f.call(p.into(), ThreadsafeFunctionCallMode::NonBlocking);
@@ -259,6 +263,7 @@ fn control(
       cancel,
       progress,
       progress_interval,
+      max_bandwidth,
     },
     callback,
     teardown,

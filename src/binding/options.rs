@@ -1,6 +1,6 @@
 //! JavaScript → engine: option and request objects, converted at the boundary and validated before any request.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use napi::bindgen_prelude::AbortSignal;
@@ -8,7 +8,7 @@ use napi::threadsafe_function::ThreadsafeFunction;
 use napi::Status;
 use napi_derive::napi;
 
-use crate::engine::{self, ChecksumMode, ClientConfig, Error, StaticCredentials};
+use crate::engine::{self, settings, ChecksumMode, ClientConfig, Error, Settings, StaticCredentials};
 
 /// Explicit credentials. Never printed in errors or logs.
 #[napi(object, object_to_js = false)]
@@ -62,6 +62,15 @@ pub struct ClientOptions {
   pub max_attempts: Option<f64>,
   /// Upload checksum policy; default `whenRequired` with a custom `endpoint`, else `whenSupported`.
   pub checksum: Option<ChecksumPolicy>,
+  /// Bandwidth cap in bytes per second, shared by every upload and download of the client (a token bucket;
+  /// no burst above a tenth of a second's worth). Default: no cap. A request's own `maxBandwidth` replaces it for
+  /// that request.
+  pub max_bandwidth: Option<f64>,
+  /// An INI file whose `[settings]` section provides defaults for the numeric options
+  /// (`s3_max_pool_connections`, `small_file_threshold_multiplier`, `s3_max_bandwidth`, `upload_workers`,
+  /// `download_workers`, `part_size`, `multipart_threshold`, `max_attempts`). Options given here override the
+  /// file; the file overrides the built-in defaults. Default: `$S3_FERRY_CONFIG`, else none.
+  pub config_file: Option<String>,
 }
 
 /// A local file and the key it is uploaded to.
@@ -105,6 +114,8 @@ pub struct UploadRequest {
   pub on_progress: Option<ProgressCallback>,
   /// At most one progress event per this many milliseconds. Default 100.
   pub progress_interval_ms: Option<f64>,
+  /// This request's own bandwidth cap in bytes per second, instead of the client's.
+  pub max_bandwidth: Option<f64>,
 }
 
 /// What to download: `objects`, or `keyPrefix` + `localDir`.
@@ -125,10 +136,12 @@ pub struct DownloadRequest {
   pub on_progress: Option<ProgressCallback>,
   /// At most one progress event per this many milliseconds. Default 100.
   pub progress_interval_ms: Option<f64>,
+  /// This request's own bandwidth cap in bytes per second, instead of the client's.
+  pub max_bandwidth: Option<f64>,
 }
 
 /// A number option that must be a positive integer.
-fn positive(name: &str, value: Option<f64>, max: f64) -> Result<Option<u64>, Error> {
+pub fn positive(name: &str, value: Option<f64>, max: f64) -> Result<Option<u64>, Error> {
   match value {
     None => Ok(None),
     Some(v) if v.is_finite() && v.fract() == 0.0 && v >= 1.0 && v <= max => Ok(Some(v as u64)),
@@ -139,13 +152,33 @@ fn positive(name: &str, value: Option<f64>, max: f64) -> Result<Option<u64>, Err
 }
 
 /// Largest integer a JavaScript number holds exactly.
-const MAX_SAFE: f64 = 9_007_199_254_740_991.0;
+pub const MAX_SAFE: f64 = 9_007_199_254_740_991.0;
 
 impl ClientOptions {
-  /// The engine configuration, validated.
+  /// The numeric options given explicitly, each checked to be a positive integer.
+  fn explicit_settings(&self) -> Result<Settings, Error> {
+    let count = |name, v| positive(name, v, 10_000.0);
+    Ok(Settings {
+      max_pool_connections: count("maxPoolConnections", self.max_pool_connections)?,
+      upload_workers: count("uploadWorkers", self.upload_workers)?,
+      download_workers: count("downloadWorkers", self.download_workers)?,
+      part_size: positive("partSize", self.part_size, MAX_SAFE)?,
+      multipart_threshold: positive("multipartThreshold", self.multipart_threshold, MAX_SAFE)?,
+      small_file_threshold_multiplier: count("smallFileThresholdMultiplier", self.small_file_threshold_multiplier)?,
+      max_attempts: positive("maxAttempts", self.max_attempts, 100.0)?,
+      max_bandwidth: positive("maxBandwidth", self.max_bandwidth, MAX_SAFE)?,
+      threads: None,
+    })
+  }
+
+  /// The engine configuration: explicit options, else the config file, else the defaults; validated.
   pub fn into_config(self) -> Result<ClientConfig, Error> {
-    let d = ClientConfig::default();
-    let config = ClientConfig {
+    let explicit = self.explicit_settings()?;
+    let file = match settings::config_file_path(self.config_file.as_deref().map(Path::new)) {
+      Some(path) => settings::read_config_file(&path)?,
+      None => Settings::default(),
+    };
+    let mut config = ClientConfig {
       region: self.region.filter(|r| !r.is_empty()),
       endpoint: self.endpoint.filter(|e| !e.is_empty()),
       force_path_style: self.force_path_style.unwrap_or(false),
@@ -155,25 +188,13 @@ impl ClientOptions {
         session_token: c.session_token,
       }),
       profile: self.profile,
-      max_pool_connections: positive("maxPoolConnections", self.max_pool_connections, 10_000.0)?
-        .map_or(d.max_pool_connections, |v| v as usize),
-      upload_workers: positive("uploadWorkers", self.upload_workers, 10_000.0)?.map(|v| v as usize),
-      download_workers: positive("downloadWorkers", self.download_workers, 10_000.0)?.map(|v| v as usize),
-      part_size: positive("partSize", self.part_size, MAX_SAFE)?.unwrap_or(d.part_size),
-      multipart_threshold: positive("multipartThreshold", self.multipart_threshold, MAX_SAFE)?
-        .unwrap_or(d.multipart_threshold),
-      small_file_threshold_multiplier: positive(
-        "smallFileThresholdMultiplier",
-        self.small_file_threshold_multiplier,
-        10_000.0,
-      )?
-      .map_or(d.small_file_threshold_multiplier, |v| v as usize),
-      max_attempts: positive("maxAttempts", self.max_attempts, 100.0)?.map_or(d.max_attempts, |v| v as u32),
       checksum: self.checksum.map(|c| match c {
         ChecksumPolicy::WhenSupported => ChecksumMode::WhenSupported,
         ChecksumPolicy::WhenRequired => ChecksumMode::WhenRequired,
       }),
+      ..ClientConfig::default()
     };
+    explicit.or(file).apply(&mut config);
     config.validate()?;
     Ok(config)
   }
@@ -201,22 +222,35 @@ fn exactly_one(bucket_field: &str, list: bool, dir: bool, list_name: &str) -> Re
   }
 }
 
+/// The parts of a request that steer the call rather than say what to transfer.
+pub struct CallParts<'a> {
+  pub signal: Option<&'a AbortSignal>,
+  pub on_progress: Option<ProgressCallback>,
+  pub progress_interval_ms: Option<f64>,
+  pub max_bandwidth: Option<f64>,
+}
+
 /// What the binding needs of any transfer request: the engine request, and the parts that stay on the
-/// JavaScript side (the signal, the progress callback and its interval).
+/// JavaScript side.
 pub trait CallRequest {
   /// The engine's request type.
   type Engine: Send + 'static;
   /// The engine request, validated.
   fn to_engine(&mut self) -> Result<Self::Engine, Error>;
-  /// The signal, the progress callback (taken) and the interval.
-  fn call_parts(&mut self) -> (Option<&AbortSignal>, Option<ProgressCallback>, Option<f64>);
+  /// The signal, the progress callback (taken), its interval and the bandwidth override.
+  fn call_parts(&mut self) -> CallParts<'_>;
 }
 
 impl CallRequest for UploadRequest {
   type Engine = engine::UploadRequest;
 
-  fn call_parts(&mut self) -> (Option<&AbortSignal>, Option<ProgressCallback>, Option<f64>) {
-    (self.signal.as_ref(), self.on_progress.take(), self.progress_interval_ms)
+  fn call_parts(&mut self) -> CallParts<'_> {
+    CallParts {
+      on_progress: self.on_progress.take(),
+      signal: self.signal.as_ref(),
+      progress_interval_ms: self.progress_interval_ms,
+      max_bandwidth: self.max_bandwidth,
+    }
   }
 
   fn to_engine(&mut self) -> Result<engine::UploadRequest, Error> {
@@ -249,8 +283,13 @@ impl CallRequest for UploadRequest {
 impl CallRequest for DownloadRequest {
   type Engine = engine::DownloadRequest;
 
-  fn call_parts(&mut self) -> (Option<&AbortSignal>, Option<ProgressCallback>, Option<f64>) {
-    (self.signal.as_ref(), self.on_progress.take(), self.progress_interval_ms)
+  fn call_parts(&mut self) -> CallParts<'_> {
+    CallParts {
+      on_progress: self.on_progress.take(),
+      signal: self.signal.as_ref(),
+      progress_interval_ms: self.progress_interval_ms,
+      max_bandwidth: self.max_bandwidth,
+    }
   }
 
   fn to_engine(&mut self) -> Result<engine::DownloadRequest, Error> {

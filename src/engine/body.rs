@@ -9,13 +9,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use super::progress::RangeProgress;
+use super::scheduler::{spawn_abortable, AbortOnDrop};
+use super::throttle::Bandwidth;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_smithy_types::body::SdkBody;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use tokio::task::JoinHandle;
-
-use super::progress::RangeProgress;
 
 /// Bytes read from disk per step. Two are in memory per body (one being sent, one being read ahead).
 const CHUNK: u64 = 512 * 1024;
@@ -31,6 +31,8 @@ pub struct FileRange {
   pub offset: u64,
   /// Length in bytes.
   pub len: u64,
+  /// The bandwidth cap in force, if any: each chunk waits for its bytes before it is read.
+  pub throttle: Option<Arc<Bandwidth>>,
 }
 
 impl FileRange {
@@ -51,21 +53,30 @@ impl FileRange {
 struct FileRangeBody {
   range: FileRange,
   pos: u64,
-  pending: Option<JoinHandle<io::Result<Bytes>>>,
+  /// The next chunk, being read (and, under a cap, waited for); dropping the body stops the wait.
+  pending: Option<AbortOnDrop<io::Result<Bytes>>>,
   progress: RangeProgress,
 }
 
 impl FileRangeBody {
   fn start_read(&mut self) {
     if self.pending.is_none() && self.pos < self.range.len {
-      let n = CHUNK.min(self.range.len - self.pos) as usize;
+      let chunk = self.range.throttle.as_ref().map_or(CHUNK, |bw| bw.chunk(CHUNK));
+      let n = chunk.min(self.range.len - self.pos) as usize;
       let at = self.range.offset + self.pos;
       let file = self.range.file.clone();
-      self.pending = Some(tokio::task::spawn_blocking(move || {
+      let read = move || {
         let mut buf = vec![0u8; n];
         file.read_exact_at(&mut buf, at)?;
         Ok(Bytes::from(buf))
-      }));
+      };
+      self.pending = Some(match self.range.throttle.clone() {
+        None => AbortOnDrop(tokio::task::spawn_blocking(read)),
+        Some(bw) => spawn_abortable(async move {
+          bw.take(n as u64).await;
+          tokio::task::spawn_blocking(read).await.map_err(io::Error::other)?
+        }),
+      });
     }
   }
 }
@@ -130,6 +141,7 @@ mod tests {
       path: Arc::new(tmp.path().to_owned()),
       offset: 100_000,
       len: 1_500_000,
+      throttle: None,
     };
     let state = ProgressState::new();
     let stream = range.into_byte_stream(state.range());
@@ -158,6 +170,7 @@ mod tests {
       path: Arc::new(tmp.path().to_owned()),
       offset: 0,
       len: 5000,
+      throttle: None,
     };
     let err = range
       .into_byte_stream(ProgressState::new().range())

@@ -14,6 +14,7 @@ use tokio::sync::{OnceCell, Semaphore, SemaphorePermit};
 
 use super::config::{ChecksumMode, ClientConfig};
 use super::error::{Error, Result};
+use super::throttle::Bandwidth;
 
 /// How long to wait for a TCP connection before the attempt counts as failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -31,6 +32,8 @@ pub struct Engine {
   s3: OnceCell<aws_sdk_s3::Client>,
   /// One permit per request in flight, across every call on this client: `maxPoolConnections` is a hard cap.
   requests: Semaphore,
+  /// The client's bandwidth cap, shared by all its calls.
+  bandwidth: Option<Arc<Bandwidth>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -48,6 +51,7 @@ impl Engine {
     config.validate()?;
     Ok(Arc::new(Engine {
       requests: Semaphore::new(config.max_pool_connections),
+      bandwidth: config.max_bandwidth.map(|b| Arc::new(Bandwidth::new(b))),
       config,
       s3: OnceCell::new(),
     }))
@@ -70,6 +74,14 @@ impl Engine {
       .acquire()
       .await
       .expect("the request semaphore is never closed")
+  }
+
+  /// The limiter for a call: its own cap if it has one, else the client's.
+  pub(crate) fn throttle_for(&self, control: &super::Control) -> Option<Arc<Bandwidth>> {
+    match control.max_bandwidth {
+      Some(bps) => Some(Arc::new(Bandwidth::new(bps))),
+      None => self.bandwidth.clone(),
+    }
   }
 
   /// Requests in flight right now (for tests and diagnostics).

@@ -93,6 +93,8 @@ pub struct ClientConfig {
   pub max_attempts: u32,
   /// Request checksum policy; `None` picks `WhenRequired` for custom endpoints, else `WhenSupported`.
   pub checksum: Option<ChecksumMode>,
+  /// Bytes per second for all transfers of the client together (uploads and downloads); `None` = no cap.
+  pub max_bandwidth: Option<u64>,
 }
 
 impl Default for ClientConfig {
@@ -111,6 +113,7 @@ impl Default for ClientConfig {
       small_file_threshold_multiplier: DEFAULT_SMALL_FILE_THRESHOLD_MULTIPLIER,
       max_attempts: DEFAULT_MAX_ATTEMPTS,
       checksum: None,
+      max_bandwidth: None,
     }
   }
 }
@@ -146,6 +149,11 @@ impl ClientConfig {
     if self.small_file_threshold_multiplier == 0 {
       return Err(Error::invalid_value(
         "smallFileThresholdMultiplier must be a positive integer, got 0",
+      ));
+    }
+    if self.max_bandwidth == Some(0) {
+      return Err(Error::invalid_value(
+        "maxBandwidth must be a positive number of bytes per second, got 0",
       ));
     }
     if self.max_attempts == 0 {

@@ -21,7 +21,7 @@ use super::error::{Error, Result};
 use super::paths::{destination_for, TempFile};
 use super::progress::{ProgressState, RangeProgress};
 use super::scheduler::{blocking, joined, or_cancelled, run_jobs, spawn_abortable, Job};
-use super::{validate_bucket, Control};
+use super::{validate_bucket, Call, Control};
 
 /// Bytes gathered from the network before one positional write to disk.
 const WRITE_BATCH: usize = 1024 * 1024;
@@ -113,9 +113,12 @@ impl Engine {
         let entries = or_cancelled(&control.cancel, self.plan_download(&request)).await?;
         let listed: u64 = entries.iter().filter_map(|e| e.size).sum();
         progress.set_planned(entries.len() as u64, listed);
-        self
-          .download_entries(&request.bucket, entries, &progress, &control.cancel)
-          .await
+        let call = Arc::new(Call {
+          bucket: Arc::from(request.bucket.as_str()),
+          progress: progress.clone(),
+          throttle: self.throttle_for(&control),
+        });
+        self.download_entries(call, entries, &control.cancel).await
       })
       .await;
     control.finish(result, &progress)
@@ -169,16 +172,14 @@ impl Engine {
 
   async fn download_entries(
     self: &Arc<Self>,
-    bucket: &str,
+    call: Arc<Call>,
     entries: Vec<Entry>,
-    progress: &Arc<ProgressState>,
     cancel: &CancellationToken,
   ) -> Result<()> {
     let budget = Arc::new(Semaphore::new(
       self.config().effective_download_workers() * MAX_REQUESTS_PER_FILE,
     ));
     let dirs = Arc::new(Mutex::new(HashSet::<PathBuf>::new()));
-    let bucket: Arc<str> = Arc::from(bucket);
     let threshold = self.config().multipart_threshold;
     let jobs: Vec<_> = entries
       .into_iter()
@@ -189,20 +190,14 @@ impl Engine {
           }
           _ => 1,
         };
-        let (engine, bucket, progress, dirs, budget) = (
-          self.clone(),
-          bucket.clone(),
-          progress.clone(),
-          dirs.clone(),
-          budget.clone(),
-        );
+        let (engine, call, dirs, budget) = (self.clone(), call.clone(), dirs.clone(), budget.clone());
         Job {
           weight,
           run: move |stop: CancellationToken, slots: usize| async move {
             engine
-              .download_one(&bucket, entry, &progress, &dirs, &budget, slots, &stop)
+              .download_one(call.clone(), entry, &dirs, &budget, slots, &stop)
               .await?;
-            progress.file_done();
+            call.progress.file_done();
             Ok(())
           },
         }
@@ -211,12 +206,10 @@ impl Engine {
     run_jobs(jobs, budget, cancel).await
   }
 
-  #[allow(clippy::too_many_arguments)] // one call site; a struct would only rename these
   async fn download_one(
     &self,
-    bucket: &str,
+    call: Arc<Call>,
     entry: Entry,
-    progress: &Arc<ProgressState>,
     dirs: &Mutex<HashSet<PathBuf>>,
     budget: &Arc<Semaphore>,
     slots: usize,
@@ -236,26 +229,24 @@ impl Engine {
       dirs.lock().unwrap().insert(parent);
       t
     })?;
-    let file = Arc::new(temp.take_file());
+    let sink = Arc::new(Sink {
+      call,
+      key: entry.key.clone(),
+      dest: entry.dest.clone(),
+      file: temp.take_file(),
+    });
     // Everything below is dropped (stopping its requests) if the call is cancelled; `temp` then removes itself.
-    or_cancelled(stop, self.fetch_into(bucket, &entry, file, progress, budget, slots)).await?;
+    or_cancelled(stop, self.fetch_into(&sink, &entry, budget, slots)).await?;
     let dest = entry.dest.clone();
     blocking(move || temp.persist(&dest)).await
   }
 
-  async fn fetch_into(
-    &self,
-    bucket: &str,
-    entry: &Entry,
-    file: Arc<std::fs::File>,
-    progress: &Arc<ProgressState>,
-    budget: &Arc<Semaphore>,
-    held: usize,
-  ) -> Result<()> {
+  async fn fetch_into(&self, sink: &Arc<Sink>, entry: &Entry, budget: &Arc<Semaphore>, held: usize) -> Result<()> {
     let s3 = self.s3().await?;
     let part_size = self.config().part_size_for(entry.size.unwrap_or(0));
     let single = entry.size.is_some_and(|s| s <= self.config().multipart_threshold);
-    let key = entry.key.as_str();
+    let (bucket, key) = (&*sink.call.bucket, sink.key.as_str());
+    let progress = &sink.call.progress;
 
     // The first request: the whole object when it is small, else its first part, which also tells the size
     // and ETag of an object from an explicit list.
@@ -289,7 +280,7 @@ impl Engine {
       }
       let etag = out.e_tag().map(str::to_owned).or_else(|| entry.etag.clone());
       let len = out.content_length().map(|l| l.max(0) as u64).unwrap_or(total);
-      write_body(bucket, key, out, &entry.dest, file.clone(), 0, len, progress.range()).await?;
+      sink.write_body(out, 0, len, progress.range()).await?;
       (total, len, etag)
     };
     let (total, first_len, etag) = first;
@@ -319,19 +310,16 @@ impl Engine {
           .key(key)
           .range(format!("bytes={}-{}", offset, offset + len - 1))
           .set_if_match(etag.clone());
-        let (file, range_progress, bucket, key, dest) = (
-          file.clone(),
-          progress.range(),
-          bucket.to_owned(),
-          key.to_owned(),
-          entry.dest.clone(),
-        );
+        let (sink, range_progress) = (sink.clone(), progress.range());
         async move {
           let _slot = self.request_slot().await;
           joined(
             spawn_abortable(async move {
-              let out = req.send().await.map_err(|e| get_error(&bucket, &key, e))?;
-              write_body(&bucket, &key, out, &dest, file, offset, len, range_progress).await
+              let out = req
+                .send()
+                .await
+                .map_err(|e| get_error(&sink.call.bucket, &sink.key, e))?;
+              sink.write_body(out, offset, len, range_progress).await
             })
             .await,
           )
@@ -340,6 +328,74 @@ impl Engine {
       .buffer_unordered(concurrency.max(1))
       .try_collect::<()>()
       .await
+  }
+}
+
+/// One object's destination: the temporary file its parts write into, and the call it belongs to.
+struct Sink {
+  call: Arc<Call>,
+  key: String,
+  dest: PathBuf,
+  file: std::fs::File,
+}
+
+impl Sink {
+  /// Streams a response body into the file at `offset`, in batches, counting bytes as they arrive and, under a
+  /// bandwidth cap, reading no faster than the cap allows (the server's sending slows with it).
+  async fn write_body(
+    self: &Arc<Self>,
+    out: GetObjectOutput,
+    offset: u64,
+    expected: u64,
+    progress: RangeProgress,
+  ) -> Result<()> {
+    let mut body = out.body;
+    let mut received: u64 = 0;
+    let mut batch = BytesMut::new();
+    let mut written = offset;
+    loop {
+      let chunk = body.next().await.transpose().map_err(|e| Error::S3 {
+        operation: "GetObject",
+        bucket: self.call.bucket.to_string(),
+        key: Some(self.key.clone()),
+        code: "ERR_NETWORK".to_owned(),
+        message: Some(format!("reading the response body failed: {e}")),
+        status_code: None,
+        source: Some(Box::new(e)),
+      })?;
+      let done = chunk.is_none();
+      if let Some(chunk) = chunk {
+        received += chunk.len() as u64;
+        progress.reached(received);
+        batch.extend_from_slice(&chunk);
+        if let Some(bw) = &self.call.throttle {
+          bw.take(chunk.len() as u64).await;
+        }
+      }
+      if batch.len() >= WRITE_BATCH || (done && !batch.is_empty()) {
+        let data: Bytes = batch.split().freeze();
+        let (me, at) = (self.clone(), written);
+        written += data.len() as u64;
+        blocking(move || {
+          me.file
+            .write_all_at(&data, at)
+            .map_err(|e| Error::io("write", &me.dest, e))
+        })
+        .await?;
+      }
+      if done {
+        break;
+      }
+    }
+    if received != expected {
+      return Err(Error::Truncated {
+        bucket: self.call.bucket.to_string(),
+        key: self.key.clone(),
+        expected,
+        received,
+      });
+    }
+    Ok(())
   }
 }
 
@@ -364,60 +420,6 @@ fn object_size(out: &GetObjectOutput) -> Option<u64> {
     return Some(total);
   }
   out.content_length().map(|l| l.max(0) as u64)
-}
-
-/// Streams a response body to `file` (the temporary for `dest`) at `offset`, in batches, counting bytes as
-/// they arrive.
-#[allow(clippy::too_many_arguments)] // two call sites; a struct would only rename these
-async fn write_body(
-  bucket: &str,
-  key: &str,
-  out: GetObjectOutput,
-  dest: &Path,
-  file: Arc<std::fs::File>,
-  offset: u64,
-  expected: u64,
-  progress: RangeProgress,
-) -> Result<()> {
-  let mut body = out.body;
-  let mut received: u64 = 0;
-  let mut batch = BytesMut::new();
-  let mut written = offset;
-  loop {
-    let chunk = body.next().await.transpose().map_err(|e| Error::S3 {
-      operation: "GetObject",
-      bucket: bucket.to_owned(),
-      key: Some(key.to_owned()),
-      code: "ERR_NETWORK".to_owned(),
-      message: Some(format!("reading the response body failed: {e}")),
-      status_code: None,
-      source: Some(Box::new(e)),
-    })?;
-    let done = chunk.is_none();
-    if let Some(chunk) = chunk {
-      received += chunk.len() as u64;
-      progress.reached(received);
-      batch.extend_from_slice(&chunk);
-    }
-    if batch.len() >= WRITE_BATCH || (done && !batch.is_empty()) {
-      let data: Bytes = batch.split().freeze();
-      let (f, at, dest) = (file.clone(), written, dest.to_owned());
-      written += data.len() as u64;
-      blocking(move || f.write_all_at(&data, at).map_err(|e| Error::io("write", dest, e))).await?;
-    }
-    if done {
-      break;
-    }
-  }
-  if received != expected {
-    return Err(Error::Truncated {
-      bucket: bucket.to_owned(),
-      key: key.to_owned(),
-      expected,
-      received,
-    });
-  }
-  Ok(())
 }
 
 #[cfg(test)]

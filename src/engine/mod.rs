@@ -15,6 +15,8 @@ mod error;
 pub mod paths;
 mod progress;
 mod scheduler;
+pub mod settings;
+mod throttle;
 mod upload;
 
 use std::time::Duration;
@@ -24,6 +26,8 @@ pub use config::{ChecksumMode, ClientConfig, StaticCredentials};
 pub use download::{DownloadObject, DownloadRequest, DownloadSource};
 pub use error::{Error, Result};
 pub use progress::{Progress, ProgressSink, ProgressState, Summary};
+pub use settings::Settings;
+pub use throttle::Bandwidth;
 pub use tokio_util::sync::CancellationToken;
 pub use upload::{UploadFile, UploadRequest, UploadSource};
 
@@ -40,6 +44,8 @@ pub struct Control {
   pub progress: Option<ProgressSink>,
   /// At most one event per interval.
   pub progress_interval: Duration,
+  /// This call's own bandwidth cap (bytes per second), instead of the client's.
+  pub max_bandwidth: Option<u64>,
 }
 
 impl Default for Control {
@@ -48,6 +54,7 @@ impl Default for Control {
       cancel: CancellationToken::new(),
       progress: None,
       progress_interval: DEFAULT_PROGRESS_INTERVAL,
+      max_bandwidth: None,
     }
   }
 }
@@ -67,6 +74,14 @@ impl Control {
       Err(e) => Err(e),
     }
   }
+}
+
+/// What every task of one call shares.
+struct Call {
+  bucket: std::sync::Arc<str>,
+  progress: std::sync::Arc<ProgressState>,
+  /// The call's own cap, else the client's, else none.
+  throttle: Option<std::sync::Arc<Bandwidth>>,
 }
 
 /// S3 bucket names are 3-63 characters; S3-compatible stores are laxer, so only what can never work is refused.

@@ -17,7 +17,7 @@ use super::config::{ChecksumMode, MAX_KEY_BYTES, MAX_REQUESTS_PER_FILE};
 use super::error::{Error, Result};
 use super::progress::ProgressState;
 use super::scheduler::{blocking, joined, or_cancelled, run_jobs, spawn_abortable, Job};
-use super::{validate_bucket, Control};
+use super::{validate_bucket, Call, Control};
 
 /// One local file and the key it goes to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,9 +121,12 @@ impl Engine {
           progress.skip(bytes);
         }
         progress.set_planned(files.len() as u64, files.iter().map(|f| f.size).sum());
-        self
-          .upload_planned(&request.bucket, files, &progress, &control.cancel)
-          .await
+        let call = Arc::new(Call {
+          bucket: Arc::from(request.bucket.as_str()),
+          progress: progress.clone(),
+          throttle: self.throttle_for(&control),
+        });
+        self.upload_planned(call, files, &control.cancel).await
       })
       .await;
     control.finish(result, &progress)
@@ -131,15 +134,13 @@ impl Engine {
 
   async fn upload_planned(
     self: &Arc<Self>,
-    bucket: &str,
+    call: Arc<Call>,
     files: Vec<Planned>,
-    progress: &Arc<ProgressState>,
     cancel: &CancellationToken,
   ) -> Result<()> {
     let budget = Arc::new(Semaphore::new(
       self.config().effective_upload_workers() * MAX_REQUESTS_PER_FILE,
     ));
-    let bucket: Arc<str> = Arc::from(bucket);
     let jobs = files.into_iter().map(|file| {
       let part_size = self.config().part_size_for(file.size);
       let multipart = file.size > self.config().multipart_threshold;
@@ -148,19 +149,17 @@ impl Engine {
       } else {
         1
       };
-      let (engine, bucket, progress) = (self.clone(), bucket.clone(), progress.clone());
+      let (engine, call) = (self.clone(), call.clone());
       Job {
         weight,
         run: move |stop: CancellationToken, _slots: usize| async move {
           let opened = open_checked(&file).await?;
           if multipart {
-            engine
-              .upload_multipart(&bucket, &file, opened, weight, &progress, &stop)
-              .await?;
+            engine.upload_multipart(&call, &file, opened, weight, &stop).await?;
           } else {
-            engine.put_object(&bucket, &file, opened, &progress, &stop).await?;
+            engine.put_object(&call, &file, opened, &stop).await?;
           }
-          progress.file_done();
+          call.progress.file_done();
           Ok(())
         },
       }
@@ -170,18 +169,19 @@ impl Engine {
 
   async fn put_object(
     &self,
-    bucket: &str,
+    call: &Call,
     file: &Planned,
     opened: Arc<std::fs::File>,
-    progress: &Arc<ProgressState>,
     stop: &CancellationToken,
   ) -> Result<()> {
     let s3 = self.s3().await?;
+    let bucket = &*call.bucket;
     let body = FileRange {
       file: opened.clone(),
       path: Arc::new(file.path.clone()),
       offset: 0,
       len: file.size,
+      throttle: call.throttle.clone(),
     };
     or_cancelled(stop, async {
       let _slot = self.request_slot().await;
@@ -189,7 +189,7 @@ impl Engine {
         .bucket(bucket)
         .key(&file.key)
         .content_length(file.size as i64)
-        .body(body.into_byte_stream(progress.range()))
+        .body(body.into_byte_stream(call.progress.range()))
         .send()
         .await
         .map_err(|e| Error::from_sdk("PutObject", bucket, Some(&file.key), e))
@@ -200,14 +200,14 @@ impl Engine {
 
   async fn upload_multipart(
     &self,
-    bucket: &str,
+    call: &Call,
     file: &Planned,
     opened: Arc<std::fs::File>,
     concurrency: usize,
-    progress: &Arc<ProgressState>,
     stop: &CancellationToken,
   ) -> Result<()> {
     let s3 = self.s3().await?.clone();
+    let bucket = &*call.bucket;
     let with_checksum = self.config().effective_checksum() == ChecksumMode::WhenSupported;
     let created = or_cancelled(stop, async {
       let _slot = self.request_slot().await;
@@ -225,16 +225,7 @@ impl Engine {
 
     let result = or_cancelled(
       stop,
-      self.send_parts_and_complete(
-        &s3,
-        bucket,
-        file,
-        &upload_id,
-        opened,
-        concurrency,
-        with_checksum,
-        progress,
-      ),
+      self.send_parts_and_complete(&s3, call, file, &upload_id, opened, concurrency, with_checksum),
     )
     .await;
     if let Err(cause) = result {
@@ -268,14 +259,14 @@ impl Engine {
   async fn send_parts_and_complete(
     &self,
     s3: &aws_sdk_s3::Client,
-    bucket: &str,
+    call: &Call,
     file: &Planned,
     upload_id: &str,
     opened: Arc<std::fs::File>,
     concurrency: usize,
     with_checksum: bool,
-    progress: &Arc<ProgressState>,
   ) -> Result<()> {
+    let bucket = &*call.bucket;
     let part_size = self.config().part_size_for(file.size);
     let count = file.size.div_ceil(part_size);
     let path = Arc::new(file.path.clone());
@@ -288,6 +279,7 @@ impl Engine {
           path: path.clone(),
           offset,
           len: part_size.min(file.size - offset),
+          throttle: call.throttle.clone(),
         };
         let mut req = s3
           .upload_part()
@@ -296,7 +288,7 @@ impl Engine {
           .upload_id(upload_id)
           .part_number(number)
           .content_length(range.len as i64)
-          .body(range.into_byte_stream(progress.range()));
+          .body(range.into_byte_stream(call.progress.range()));
         if with_checksum {
           req = req.checksum_algorithm(ChecksumAlgorithm::Crc32);
         }

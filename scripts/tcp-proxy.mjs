@@ -1,0 +1,45 @@
+// A TCP proxy on loopback that counts connections: how many are open now, the most ever open at once, and how
+// many were opened in all. Used by the tests (the pool cap, counted at the server side) and the benchmarks.
+import net from 'node:net'
+
+/** Starts a proxy to `targetEndpoint` (an http:// URL); point a client's `endpoint` at the returned `endpoint`. */
+export async function startCountingProxy(targetEndpoint) {
+  const target = new URL(targetEndpoint)
+  const stats = { open: 0, peak: 0, total: 0 }
+  const sockets = new Set()
+  const srv = net.createServer((client) => {
+    stats.open++
+    stats.total++
+    stats.peak = Math.max(stats.peak, stats.open)
+    const upstream = net.connect(Number(target.port), target.hostname)
+    sockets.add(client)
+    sockets.add(upstream)
+    let closed = false
+    const close = () => {
+      if (closed) return
+      closed = true
+      stats.open--
+      client.destroy()
+      upstream.destroy()
+      sockets.delete(client)
+      sockets.delete(upstream)
+    }
+    client.on('error', close).on('close', close)
+    upstream.on('error', close).on('close', close)
+    client.pipe(upstream)
+    upstream.pipe(client)
+  })
+  await new Promise((r) => srv.listen(0, '127.0.0.1', r))
+  return {
+    endpoint: `http://127.0.0.1:${srv.address().port}`,
+    stats,
+    /** Starts a new peak measurement from the connections open now. */
+    resetPeak() {
+      stats.peak = stats.open
+    },
+    async close() {
+      for (const s of sockets) s.destroy()
+      await new Promise((r) => srv.close(r))
+    },
+  }
+}

@@ -1,0 +1,76 @@
+//! The engine's tokio runtime, set up when the addon loads. It is process-wide (napi-rs runs every future of
+//! the addon on one runtime), so its size comes from the environment or the config file, not from a client:
+//! `S3_FERRY_THREADS`, else `threads` in the config file's `[settings]` (`$S3_FERRY_CONFIG`), else the default.
+
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::Once;
+
+use crate::engine::settings;
+
+/// Environment variable for the runtime's worker threads.
+pub const THREADS_ENV: &str = "S3_FERRY_THREADS";
+
+/// Blocking-pool threads (file reads and writes). tokio's default of 512 is meant for servers; a transfer has at
+/// most `maxPoolConnections` reads or writes pending, and 64 threads keep a fast disk busy.
+const MAX_BLOCKING_THREADS: usize = 64;
+
+/// Half the cores, at least 2 and at most 8: transfers are I/O-bound (kernel copies run on the blocking pool, not
+/// on these threads), and a desktop app should not have every core taken by a background upload.
+pub fn default_threads() -> usize {
+  let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+  (cores / 2).clamp(2, 8)
+}
+
+/// The worker threads in force: the environment, else the config file, else the default. A malformed value is
+/// reported on stderr and ignored (the addon must still load).
+pub fn configured_threads() -> usize {
+  if let Ok(v) = std::env::var(THREADS_ENV) {
+    match v.trim().parse::<usize>() {
+      Ok(n) if n > 0 => return n.min(256),
+      _ => eprintln!("s3-ferry: ignoring {THREADS_ENV}='{v}': not a positive integer"),
+    }
+  }
+  if let Some(path) = settings::config_file_path(None) {
+    match settings::read_config_file(&path) {
+      Ok(s) => {
+        if let Some(n) = s.threads {
+          return (n as usize).min(256);
+        }
+      }
+      // The same error reaches the caller as ERR_INVALID_ARG_VALUE when a client reads the file.
+      Err(_) => {}
+    }
+  }
+  default_threads()
+}
+
+static INIT: Once = Once::new();
+static THREADS: AtomicUsize = AtomicUsize::new(0);
+
+/// The worker threads of the runtime in use.
+pub fn threads_in_use() -> usize {
+  match THREADS.load(Relaxed) {
+    0 => std::thread::available_parallelism().map_or(1, |n| n.get()), // napi's default runtime: one per core
+    n => n,
+  }
+}
+
+#[napi_derive::module_init]
+fn init() {
+  INIT.call_once(|| {
+    let threads = configured_threads();
+    let built = tokio::runtime::Builder::new_multi_thread()
+      .enable_all()
+      .worker_threads(threads)
+      .max_blocking_threads(MAX_BLOCKING_THREADS)
+      .thread_name("s3-ferry")
+      .build();
+    match built {
+      Ok(rt) => {
+        napi::bindgen_prelude::create_custom_tokio_runtime(rt);
+        THREADS.store(threads, Relaxed);
+      }
+      Err(e) => eprintln!("s3-ferry: using napi's default runtime, building ours failed: {e}"),
+    }
+  });
+}
