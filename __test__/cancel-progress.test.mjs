@@ -7,7 +7,7 @@ import path from 'node:path'
 import { test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { TransferClient } from '../index.js'
-import { MiB, allFiles, bytes, clientOptions, listKeys, makeBucket, openUploads, server, tempDir, treeHashes, writeTree } from './helpers.mjs'
+import { MiB, allFiles, bytes, clientOptions, countingProxy, listKeys, makeBucket, openUploads, server, tempDir, treeHashes, writeTree } from './helpers.mjs'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 
@@ -69,6 +69,22 @@ test('abort during a 2 GiB multipart upload: AbortError with cause and summary, 
   writeFileSync(path.join(dir, 'small.txt'), 'after')
   const after = await client.upload({ bucket, files: [{ path: path.join(dir, 'small.txt'), key: 'small.txt' }] })
   assert.equal(after.files, 1)
+})
+
+test('an abort while CreateMultipartUpload is in flight still leaves no multipart upload', async () => {
+  // Every response is held back 400 ms, and the abort comes 150 ms in: while the server has created the upload
+  // but its answer (the upload id) has not arrived.
+  const proxy = await countingProxy({ responseDelayMs: 400 })
+  try {
+    const client = new TransferClient(await clientOptions({ endpoint: proxy.endpoint, partSize: 5 * MiB, multipartThreshold: 5 * MiB }))
+    const bucket = await makeBucket()
+    const dir = tempDir()
+    writeFileSync(path.join(dir, 'big.bin'), bytes(12 * MiB, 12))
+    await assert.rejects(client.upload({ bucket, localDir: dir, signal: AbortSignal.timeout(150) }), (e) => e.name === 'AbortError')
+    assert.deepEqual(await openUploads(bucket), [])
+  } finally {
+    await proxy.close()
+  }
 })
 
 test('abort during a 5000-file upload and download: only whole files, no temporary files', async () => {

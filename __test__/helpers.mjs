@@ -1,10 +1,11 @@
 // Shared by the Node tests: the real local S3 server that `npm test` started (or one started here when a test
 // file is run on its own), fresh buckets, temporary trees and byte-exact comparison.
-import { createHash, randomBytes } from 'node:crypto'
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { createHash } from 'node:crypto'
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { after } from 'node:test'
+import { hashTree } from '../scripts/tree.mjs'
 import {
   S3Client,
   CreateBucketCommand,
@@ -122,16 +123,7 @@ export function writeTree(dir, files) {
 
 /** { relPath (with /): sha256 } of every file under `dir`. */
 export function treeHashes(dir) {
-  const out = {}
-  const walk = (d) => {
-    for (const e of readdirSync(d, { withFileTypes: true })) {
-      const p = path.join(d, e.name)
-      if (e.isDirectory()) walk(p)
-      else out[path.relative(dir, p).split(path.sep).join('/')] = createHash('sha256').update(readFileSync(p)).digest('hex')
-    }
-  }
-  walk(dir)
-  return out
+  return Object.fromEntries(hashTree(dir))
 }
 
 /** Every file under `dir` (relative paths), for checks that nothing stray was left. */
@@ -140,10 +132,9 @@ export function allFiles(dir) {
 }
 
 export const MiB = 1024 * 1024
-export { randomBytes, statSync }
 
 /** A connection-counting TCP proxy in front of the S3 server (see scripts/tcp-proxy.mjs). */
-export async function countingProxy() {
+export async function countingProxy(options) {
   const { startCountingProxy } = await import('../scripts/tcp-proxy.mjs')
-  return startCountingProxy((await server()).endpoint)
+  return startCountingProxy((await server()).endpoint, options)
 }

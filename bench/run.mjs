@@ -10,11 +10,12 @@
 // download (--no-warm to skip); see warmMemory().
 import { spawnSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync, writeSync, closeSync } from 'node:fs'
+import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, writeSync, closeSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { parseArgs } from 'node:util'
 import { ROOT, buildAddon, ensureNpmDeps } from '../scripts/setup.mjs'
+import { hashTree } from '../scripts/tree.mjs'
 
 const { values: opts } = parseArgs({
   options: {
@@ -72,19 +73,6 @@ function ensureData(name) {
   })
   writeFileSync(marker, '')
   return dir
-}
-
-function hashTree(dir) {
-  const out = new Map()
-  const walk = (d) => {
-    for (const e of readdirSync(d, { withFileTypes: true })) {
-      const p = path.join(d, e.name)
-      if (e.isDirectory()) walk(p)
-      else out.set(path.relative(dir, p), createHash('sha256').update(readFileSync(p)).digest('hex'))
-    }
-  }
-  walk(dir)
-  return out
 }
 
 /** utime + stime of a process, in seconds. */

@@ -4,12 +4,13 @@
 //
 //   npm run demo                      # defaults: 3 × 64 MiB + 1000 small files
 //   npm run demo -- --small 5000 --large 2 --large-mib 256 --keep
-import { createHash, randomFillSync } from 'node:crypto'
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { randomFillSync } from 'node:crypto'
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { parseArgs } from 'node:util'
 import { buildAddon, ensureNpmDeps } from './setup.mjs'
+import { hashTree } from './tree.mjs'
 
 const { values: opts } = parseArgs({
   options: {
@@ -67,19 +68,6 @@ function makeBundle(dir) {
   }
 }
 
-function hashes(dir) {
-  const out = new Map()
-  const walk = (d) => {
-    for (const e of readdirSync(d, { withFileTypes: true })) {
-      const p = path.join(d, e.name)
-      if (e.isDirectory()) walk(p)
-      else out.set(path.relative(dir, p), createHash('sha256').update(readFileSync(p)).digest('hex'))
-    }
-  }
-  walk(dir)
-  return out
-}
-
 const work = mkdtempSync(path.join(os.tmpdir(), 's3-ferry-demo-'))
 const server = await startS3Server()
 let failed = false
@@ -105,8 +93,8 @@ try {
   const down = await client.download({ bucket, keyPrefix: 'job-42/', localDir: out, onProgress: (p) => downBar.update(p) })
   downBar.done()
 
-  const a = hashes(bundle)
-  const b = hashes(out)
+  const a = hashTree(bundle)
+  const b = hashTree(out)
   const mismatched = [...a].filter(([k, h]) => b.get(k) !== h).map(([k]) => k)
   const ok = mismatched.length === 0 && a.size === b.size
   console.log('\n| direction | files | bytes | seconds | MiB/s | files/s |')

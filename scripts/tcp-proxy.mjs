@@ -2,8 +2,12 @@
 // many were opened in all. Used by the tests (the pool cap, counted at the server side) and the benchmarks.
 import net from 'node:net'
 
-/** Starts a proxy to `targetEndpoint` (an http:// URL); point a client's `endpoint` at the returned `endpoint`. */
-export async function startCountingProxy(targetEndpoint) {
+/**
+ * Starts a proxy to `targetEndpoint` (an http:// URL); point a client's `endpoint` at the returned `endpoint`.
+ * `responseDelayMs` holds every byte from the server back that long (in order), so a test can act while a
+ * request is in flight.
+ */
+export async function startCountingProxy(targetEndpoint, { responseDelayMs = 0 } = {}) {
   const target = new URL(targetEndpoint)
   const stats = { open: 0, peak: 0, total: 0 }
   const sockets = new Set()
@@ -27,7 +31,11 @@ export async function startCountingProxy(targetEndpoint) {
     client.on('error', close).on('close', close)
     upstream.on('error', close).on('close', close)
     client.pipe(upstream)
-    upstream.pipe(client)
+    if (responseDelayMs > 0) {
+      upstream.on('data', (chunk) => setTimeout(() => closed || client.write(chunk), responseDelayMs))
+    } else {
+      upstream.pipe(client)
+    }
   })
   await new Promise((r) => srv.listen(0, '127.0.0.1', r))
   return {

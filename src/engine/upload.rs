@@ -209,18 +209,19 @@ impl Engine {
     let s3 = self.s3().await?.clone();
     let bucket = &*call.bucket;
     let with_checksum = self.config().effective_checksum() == ChecksumMode::WhenSupported;
-    let created = or_cancelled(stop, async {
-      let _slot = self.request_slot().await;
-      let mut req = s3.create_multipart_upload().bucket(bucket).key(&file.key);
-      if with_checksum {
-        req = req.checksum_algorithm(ChecksumAlgorithm::Crc32);
-      }
-      req
-        .send()
-        .await
-        .map_err(|e| Error::from_sdk("CreateMultipartUpload", bucket, Some(&file.key), e))
-    })
-    .await?;
+    // Waiting for a slot may be cut short by a cancel, but once sent, CreateMultipartUpload is awaited: dropping
+    // it mid-flight could leave an upload the server created and whose id we never learn. A cancel that arrives
+    // meanwhile is seen right after, and the upload is aborted below like any other.
+    let slot = or_cancelled(stop, async { Ok(self.request_slot().await) }).await?;
+    let mut req = s3.create_multipart_upload().bucket(bucket).key(&file.key);
+    if with_checksum {
+      req = req.checksum_algorithm(ChecksumAlgorithm::Crc32);
+    }
+    let created = req
+      .send()
+      .await
+      .map_err(|e| Error::from_sdk("CreateMultipartUpload", bucket, Some(&file.key), e))?;
+    drop(slot);
     let upload_id = created.upload_id().unwrap_or_default().to_owned();
 
     let result = or_cancelled(
