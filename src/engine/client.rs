@@ -83,11 +83,6 @@ impl Engine {
       None => self.bandwidth.clone(),
     }
   }
-
-  /// Requests in flight right now (for tests and diagnostics).
-  pub fn requests_in_flight(&self) -> usize {
-    self.config.max_pool_connections - self.requests.available_permits()
-  }
 }
 
 async fn build_s3(cfg: &ClientConfig) -> Result<aws_sdk_s3::Client> {

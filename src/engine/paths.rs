@@ -87,11 +87,6 @@ impl Drop for TempFile {
   }
 }
 
-/// True for the names `TempFile` uses (for tests and clean-up checks).
-pub fn is_temp_name(name: &str) -> bool {
-  name.starts_with('.') && name.ends_with(".s3ferry-part")
-}
-
 #[cfg(test)]
 mod tests {
   use super::*;

@@ -43,11 +43,6 @@ impl Bandwidth {
     }
   }
 
-  /// The cap, in bytes per second.
-  pub fn bytes_per_second(&self) -> u64 {
-    self.bytes_per_second as u64
-  }
-
   /// Waits until `n` more bytes may pass.
   pub async fn take(&self, n: u64) {
     let wait = {
