@@ -8,7 +8,37 @@
 // - a throwing `onProgress` callback cancels the transfer and the promise rejects with what it threw (it can
 //   never become an uncaught exception);
 // - bad argument types reject with a TypeError coded ERR_INVALID_ARG_TYPE.
-const native = require('./native.js')
+const native = loadNative()
+
+/** The prebuilt binary's platform package for this process, e.g. `s3-ferry-linux-x64-gnu`. */
+function platformPackage() {
+  let abi = ''
+  if (process.platform === 'linux') {
+    const glibc = process.report?.getReport?.().header?.glibcVersionRuntime
+    abi = glibc ? '-gnu' : '-musl'
+  } else if (process.platform === 'win32') {
+    abi = '-msvc'
+  }
+  return `s3-ferry-${process.platform}-${process.arch}${abi}`
+}
+
+function loadNative() {
+  try {
+    return require('./native.js')
+  } catch (cause) {
+    const pkg = platformPackage()
+    const version = require('./package.json').version
+    const err = new Error(
+      `s3-ferry: the native binary for ${process.platform}-${process.arch} did not load. It comes in the platform ` +
+        `package ${pkg}, which npm installs as an optional dependency of s3-ferry. Install it ` +
+        `(npm install ${pkg}@${version}), or remove node_modules and the lock file and install again without ` +
+        `omitting optional dependencies. If ${pkg} does not exist, this platform has no prebuilt binary yet.`,
+      { cause },
+    )
+    err.code = 'ERR_S3_FERRY_BINDING'
+    throw err
+  }
+}
 
 const EMPTY_SUMMARY = Object.freeze({ files: 0, bytes: 0, skippedFiles: 0, skippedBytes: 0, seconds: 0, bytesPerSecond: 0 })
 

@@ -55,9 +55,44 @@ pub fn threads_in_use() -> usize {
   }
 }
 
+/// Environment variable that turns logging on: `error`, `warn`, `info` (one line per transfer), `debug` (plus one
+/// line per request) or `trace` (plus the AWS SDK's own events).
+pub const LOG_ENV: &str = "S3_FERRY_LOG";
+
+/// Installs a stderr logger when `S3_FERRY_LOG` asks for one. Off by default.
+fn init_logging() {
+  use tracing_subscriber::filter::{LevelFilter, Targets};
+  use tracing_subscriber::prelude::*;
+  let Ok(value) = std::env::var(LOG_ENV) else { return };
+  let level = match value.trim().to_ascii_lowercase().as_str() {
+    "" | "off" | "0" => return,
+    "error" => LevelFilter::ERROR,
+    "warn" => LevelFilter::WARN,
+    "info" => LevelFilter::INFO,
+    "debug" | "1" | "true" => LevelFilter::DEBUG,
+    "trace" => LevelFilter::TRACE,
+    other => {
+      eprintln!("s3-ferry: {LOG_ENV}='{other}' is not one of error, warn, info, debug, trace; logging at debug");
+      LevelFilter::DEBUG
+    }
+  };
+  let mut targets = Targets::new().with_target("s3_ferry", level);
+  if level == LevelFilter::TRACE {
+    targets = targets.with_target("aws", LevelFilter::DEBUG);
+  }
+  let layer = tracing_subscriber::fmt::layer()
+    .with_writer(std::io::stderr)
+    .with_ansi(false);
+  // Another addon in the process may have set a global subscriber already; then ours stays out of the way.
+  let _ = tracing_subscriber::registry()
+    .with(layer.with_filter(targets))
+    .try_init();
+}
+
 #[napi_derive::module_init]
 fn init() {
   INIT.call_once(|| {
+    init_logging();
     let threads = configured_threads();
     let built = tokio::runtime::Builder::new_multi_thread()
       .enable_all()

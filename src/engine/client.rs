@@ -14,6 +14,7 @@ use tokio::sync::{OnceCell, Semaphore, SemaphorePermit};
 
 use super::config::{ChecksumMode, ClientConfig};
 use super::error::{Error, Result};
+use super::log::RequestLog;
 use super::throttle::Bandwidth;
 
 /// How long to wait for a TCP connection before the attempt counts as failed.
@@ -159,6 +160,7 @@ async fn build_s3(cfg: &ClientConfig) -> Result<aws_sdk_s3::Client> {
     ),
   };
   let mut s3 = aws_sdk_s3::config::Builder::from(&shared)
+    .interceptor(RequestLog)
     .force_path_style(cfg.force_path_style)
     .request_checksum_calculation(calc)
     .response_checksum_validation(validate);

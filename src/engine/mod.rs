@@ -12,6 +12,7 @@ mod client;
 pub mod config;
 mod download;
 mod error;
+pub mod log;
 pub mod paths;
 mod progress;
 mod scheduler;
@@ -66,6 +67,15 @@ impl Control {
 
   /// The call's outcome: its summary, or its error; a cancellation carries what completed before it.
   fn finish(&self, result: Result<()>, state: &ProgressState) -> Result<Summary> {
+    let s = state.summary();
+    match &result {
+      Ok(()) => {
+        tracing::info!(target: "s3_ferry::transfer", files = s.files, bytes = s.bytes, seconds = s.seconds, "done")
+      }
+      Err(e) => {
+        tracing::info!(target: "s3_ferry::transfer", files = s.files, bytes = s.bytes, code = %e.code(), "failed")
+      }
+    }
     match result {
       Ok(()) => Ok(state.summary()),
       Err(Error::Cancelled { .. }) => Err(Error::Cancelled {

@@ -1,0 +1,100 @@
+//! Request logs on demand. The engine emits `tracing` events; nothing is printed unless the binding installs a
+//! subscriber (`S3_FERRY_LOG=debug`). One line per request attempt: method, host, path (bucket and key,
+//! percent-encoded), part number, HTTP status, attempt number and duration. Never headers or query strings, so
+//! never credentials, session tokens or signatures.
+
+use std::time::Instant;
+
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::{
+  BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
+};
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::retries::RequestAttempts;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
+
+/// The `tracing` target of the per-request lines.
+pub const REQUEST_TARGET: &str = "s3_ferry::request";
+
+/// What is known of an attempt when it is sent (the request itself is gone by the time it finishes).
+#[derive(Debug, Clone)]
+struct AttemptInfo {
+  started: Instant,
+  method: String,
+  host: String,
+  path: String,
+  part: Option<String>,
+}
+
+impl Storable for AttemptInfo {
+  type Storer = StoreReplace<Self>;
+}
+
+/// Logs every request attempt at DEBUG on `s3_ferry::request`, when that level is enabled.
+#[derive(Debug)]
+pub(crate) struct RequestLog;
+
+impl Intercept for RequestLog {
+  fn name(&self) -> &'static str {
+    "S3FerryRequestLog"
+  }
+
+  fn read_before_transmit(
+    &self,
+    context: &BeforeTransmitInterceptorContextRef<'_>,
+    _runtime_components: &RuntimeComponents,
+    cfg: &mut ConfigBag,
+  ) -> Result<(), BoxError> {
+    if !tracing::enabled!(target: REQUEST_TARGET, tracing::Level::DEBUG) {
+      return Ok(());
+    }
+    let request = context.request();
+    let uri = request.uri();
+    let (rest, query) = uri.split_once('?').unwrap_or((uri, ""));
+    let without_scheme = rest.split_once("://").map_or(rest, |(_, r)| r);
+    let (host, path) = without_scheme.split_at(without_scheme.find('/').unwrap_or(without_scheme.len()));
+    let part = query
+      .split('&')
+      .find_map(|kv| kv.strip_prefix("partNumber="))
+      .map(str::to_owned);
+    cfg.interceptor_state().store_put(AttemptInfo {
+      started: Instant::now(),
+      method: request.method().to_owned(),
+      host: host.to_owned(),
+      path: if path.is_empty() {
+        "/".to_owned()
+      } else {
+        path.to_owned()
+      },
+      part,
+    });
+    Ok(())
+  }
+
+  fn read_after_attempt(
+    &self,
+    context: &FinalizerInterceptorContextRef<'_>,
+    _runtime_components: &RuntimeComponents,
+    cfg: &mut ConfigBag,
+  ) -> Result<(), BoxError> {
+    let Some(info) = cfg.load::<AttemptInfo>() else {
+      return Ok(());
+    };
+    let status = context.response().map(|r| r.status().as_u16());
+    let attempt = cfg.load::<RequestAttempts>().map(|a| a.attempts());
+    let ms = (info.started.elapsed().as_secs_f64() * 1000.0 * 10.0).round() / 10.0;
+    tracing::debug!(
+      target: REQUEST_TARGET,
+      method = %info.method,
+      host = %info.host,
+      path = %info.path,
+      part = info.part.as_deref(),
+      status,
+      attempt,
+      ms,
+      "request"
+    );
+    Ok(())
+  }
+}
