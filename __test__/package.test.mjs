@@ -31,10 +31,10 @@ function install(appDir, tarballs) {
   })
 }
 
-test('the root tarball ships the entry points, types, loader, README and licence, nothing else', () => {
+test('the root tarball ships the entry points, the CLI, types, loader, README and licence, nothing else', () => {
   const out = execFileSync('npm', ['pack', '--dry-run', '--json'], { cwd: ROOT, encoding: 'utf8' })
   const files = JSON.parse(out)[0].files.map((f) => f.path).sort()
-  assert.deepEqual(files, ['LICENSE', 'README.md', 'index.d.ts', 'index.js', 'index.mjs', 'native.js', 'package.json'])
+  assert.deepEqual(files, ['LICENSE', 'README.md', 'bin/s3-ferry.mjs', 'index.d.ts', 'index.js', 'index.mjs', 'native.js', 'package.json'])
 })
 
 test('npm pack + install into an empty folder without cargo: upload and download work, require and import', { timeout: 300_000 }, async () => {
@@ -68,6 +68,11 @@ test('npm pack + install into an empty folder without cargo: upload and download
   const esm = `import { TransferClient } from 's3-ferry'; console.log(typeof new TransferClient().upload)`
   const r2 = spawnSync(process.execPath, ['--input-type=module', '-e', esm], { cwd: app, encoding: 'utf8', env: { ...process.env, PATH: NO_RUST_PATH } })
   assert.equal(r2.stdout.trim(), 'function', r2.stderr)
+
+  // The command line comes with it.
+  const cli = spawnSync(path.join(app, 'node_modules', '.bin', 's3-ferry'), ['--help'], { cwd: app, encoding: 'utf8', env: { ...process.env, PATH: NO_RUST_PATH } })
+  assert.equal(cli.status, 0, cli.stderr)
+  assert.match(cli.stdout, /Usage: s3-ferry/)
 
   // Without the platform package, loading fails with a message that names it.
   const bare = path.join(work, 'bare')

@@ -1,6 +1,7 @@
 // `npm run demo`: the main job, end to end, on a fresh machine. Starts the embedded local S3 server (SeaweedFS on
 // loopback), makes a sample render-job bundle (a few large scene files and a thousand small textures), uploads it
-// with live progress, downloads it to a new folder, verifies every byte and prints a summary.
+// with the `s3-ferry` command line and its live progress bar, downloads it to a new folder, verifies every byte
+// and prints a summary.
 //
 //   npm run demo                      # defaults: 3 × 64 MiB + 1000 small files
 //   npm run demo -- --small 5000 --large 2 --large-mib 256 --keep
@@ -9,7 +10,8 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { parseArgs } from 'node:util'
-import { buildAddon, ensureNpmDeps } from './setup.mjs'
+import { spawnSync } from 'node:child_process'
+import { ROOT, buildAddon, ensureNpmDeps } from './setup.mjs'
 import { hashTree } from './tree.mjs'
 
 const { values: opts } = parseArgs({
@@ -30,27 +32,6 @@ const { S3Client, CreateBucketCommand } = await import('@aws-sdk/client-s3')
 
 const MiB = 1024 * 1024
 const fmtBytes = (n) => (n >= 1024 * MiB ? `${(n / 1024 / MiB).toFixed(2)} GiB` : n >= MiB ? `${(n / MiB).toFixed(1)} MiB` : `${(n / 1024).toFixed(1)} KiB`)
-
-/** One progress line: rewritten in place on a terminal, a plain line every second otherwise. */
-function progressPrinter(label) {
-  const tty = process.stdout.isTTY
-  let lastPlain = 0
-  return {
-    update(p) {
-      const pct = p.totalBytes ? ((100 * p.transferredBytes) / p.totalBytes).toFixed(1) : '100.0'
-      const line = `${label} ${pct.padStart(5)}%  ${fmtBytes(p.transferredBytes)} / ${fmtBytes(p.totalBytes)}  files ${p.completedFiles}/${p.totalFiles}  ${fmtBytes(p.bytesPerSecond)}/s`
-      if (tty) {
-        process.stdout.write('\r' + line.slice(0, (process.stdout.columns || 100) - 1).padEnd(Math.min(line.length, (process.stdout.columns || 100) - 1)))
-      } else if (Date.now() - lastPlain >= 1000) {
-        lastPlain = Date.now()
-        console.log(line)
-      }
-    },
-    done() {
-      if (tty) process.stdout.write('\n')
-    },
-  }
-}
 
 function makeBundle(dir) {
   const buf = Buffer.alloc(MiB)
@@ -83,25 +64,25 @@ try {
 
   const client = new TransferClient({ endpoint: server.endpoint, region: server.region, forcePathStyle: true, credentials: server.credentials })
   const s = client.settings
-  console.log(`pool ${s.maxPoolConnections} connections, ${s.uploadWorkers} upload / ${s.downloadWorkers} download workers, ${fmtBytes(s.partSize)} parts`)
+  console.log(`pool ${s.maxPoolConnections} connections, ${s.uploadWorkers} upload / ${s.downloadWorkers} download workers, ${fmtBytes(s.partSize)} parts\n`)
 
-  const upBar = progressPrinter('upload  ')
-  const up = await client.upload({ bucket, localDir: bundle, keyPrefix: 'job-42/', onProgress: (p) => upBar.update(p) })
-  upBar.done()
+  // The transfers go through the s3-ferry command line, so the demo shows what a user sees: the live bar on a
+  // terminal (plain lines otherwise), and Ctrl-C cancels cleanly.
+  const env = { ...process.env, AWS_ACCESS_KEY_ID: server.credentials.accessKeyId, AWS_SECRET_ACCESS_KEY: server.credentials.secretAccessKey, AWS_REGION: server.region }
+  const cli = (...args) => {
+    const cmd = ['s3-ferry', ...args].map((a) => (/\s/.test(a) ? `'${a}'` : a)).join(' ')
+    console.log(`$ ${cmd.replace(server.endpoint, '$ENDPOINT')}`)
+    const r = spawnSync(process.execPath, [path.join(ROOT, 'bin', 's3-ferry.mjs'), ...args], { stdio: 'inherit', env })
+    if (r.status !== 0) throw Object.assign(new Error(`s3-ferry exited with ${r.status ?? r.signal}`), { code: 'ERR_CLI' })
+  }
   const out = path.join(work, 'downloaded')
-  const downBar = progressPrinter('download')
-  const down = await client.download({ bucket, keyPrefix: 'job-42/', localDir: out, onProgress: (p) => downBar.update(p) })
-  downBar.done()
+  cli('upload', '--endpoint', server.endpoint, '--path-style', bundle, `s3://${bucket}/job-42/`)
+  cli('download', '--endpoint', server.endpoint, '--path-style', `s3://${bucket}/job-42/`, out)
 
   const a = hashTree(bundle)
   const b = hashTree(out)
   const mismatched = [...a].filter(([k, h]) => b.get(k) !== h).map(([k]) => k)
   const ok = mismatched.length === 0 && a.size === b.size
-  console.log('\n| direction | files | bytes | seconds | MiB/s | files/s |')
-  console.log('|---|---:|---:|---:|---:|---:|')
-  for (const [name, r] of [['upload', up], ['download', down]]) {
-    console.log(`| ${name} | ${r.files} | ${fmtBytes(r.bytes)} | ${r.seconds.toFixed(2)} | ${(r.bytesPerSecond / MiB).toFixed(1)} | ${(r.files / r.seconds).toFixed(0)} |`)
-  }
   console.log(ok ? `\nVerified: all ${a.size} files byte-exact.` : `\nMISMATCH in ${mismatched.length} files, e.g. ${mismatched.slice(0, 5).join(', ')}`)
   failed = !ok
 } catch (e) {

@@ -36,3 +36,20 @@ export function buildAddon({ release }) {
   if (release) args.push('--release')
   sh('npx', args)
 }
+
+/**
+ * Installs Debian packages the tests need (the CLI's terminal test runs under tmux) when their command is
+ * missing. CI machines start with nothing installed by hand; we run as root there, so apt-get works.
+ */
+export function ensureDebianPackages(packages) {
+  const missing = Object.entries(packages).filter(([, command]) => spawnSync('sh', ['-c', `command -v ${command}`]).status !== 0)
+  if (missing.length === 0) return
+  const names = missing.map(([name]) => name)
+  if (process.getuid?.() !== 0) {
+    console.warn(`== missing ${names.join(', ')}; not root, so not installing them (the tests that need them will skip)`)
+    return
+  }
+  console.log(`== apt-get install ${names.join(' ')}`)
+  sh('apt-get', ['update', '-qq'])
+  sh('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...names], { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } })
+}

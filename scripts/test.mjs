@@ -1,5 +1,6 @@
 // `npm test`: everything from a fresh clone, nothing assumed but Node, Rust and Python 3.
-//  1. npm packages (npm ci when node_modules is missing or older than the lock file);
+//  1. npm packages (npm ci when node_modules is missing or older than the lock file), and the Debian packages
+//     the tests use (tmux, binutils) when missing;
 //  2. the debug build of the addon (tests use the debug build; the benchmark builds release), then a check that
 //     the generated files (index.d.ts, native.js) are exactly what is committed;
 //  3. the engine's cargo tests (same target dir as the addon build, so dependencies compile once);
@@ -8,7 +9,7 @@
 import { spawnSync } from 'node:child_process'
 import { readdirSync } from 'node:fs'
 import path from 'node:path'
-import { ROOT, buildAddon, ensureNpmDeps, sh } from './setup.mjs'
+import { ROOT, buildAddon, ensureDebianPackages, ensureNpmDeps, sh } from './setup.mjs'
 
 const args = process.argv.slice(2)
 const flag = (f) => args.includes(f)
@@ -20,6 +21,8 @@ function step(name) {
 }
 
 ensureNpmDeps()
+// tmux for the CLI's terminal test; binutils' strip for the package test.
+ensureDebianPackages({ tmux: 'tmux', binutils: 'strip' })
 
 if (!flag('--only-node')) {
   if (!flag('--skip-build')) {

@@ -1,0 +1,193 @@
+#!/usr/bin/env node
+// The s3-ferry command line: the library's main job from a shell, built on its public API only.
+//
+//   s3-ferry upload ./bundle s3://jobs/job-42/
+//   s3-ferry upload scene.blend tex1.png s3://jobs/job-42/
+//   s3-ferry download s3://jobs/job-42/ ./out
+//
+// Progress: a live bar on a terminal, a plain line a second otherwise, JSON lines with --json. Ctrl-C cancels
+// through the AbortSignal path (nothing half-written is left) and exits with 130.
+import { statSync } from 'node:fs'
+import path from 'node:path'
+import { Command, InvalidArgumentError, Option } from 'commander'
+import cliProgress from 'cli-progress'
+import { TransferClient } from 's3-ferry'
+
+const UNITS = { b: 1, k: 1e3, kb: 1e3, kib: 1024, m: 1e6, mb: 1e6, mib: 1024 ** 2, g: 1e9, gb: 1e9, gib: 1024 ** 3 }
+
+/** "8MiB", "10MB/s", "1048576" → bytes (or bytes per second). */
+export function parseSize(text) {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([kmg]i?b?|b)?\s*(\/s)?\s*$/i.exec(String(text))
+  if (!m) throw new InvalidArgumentError(`'${text}' is not a size (examples: 8MiB, 10MB/s, 1048576)`)
+  const bytes = Math.round(Number(m[1]) * (m[2] ? UNITS[m[2].toLowerCase()] : 1))
+  if (!(bytes > 0)) throw new InvalidArgumentError(`'${text}' must be more than 0`)
+  return bytes
+}
+
+function positiveInt(text) {
+  const n = Number(text)
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`'${text}' is not a positive integer`)
+  return n
+}
+
+/** "s3://bucket/prefix/" → { bucket, prefix } */
+export function parseS3Url(text) {
+  const m = /^s3:\/\/([^/]+)\/?(.*)$/.exec(text)
+  if (!m) throw new InvalidArgumentError(`'${text}' is not an S3 URL (s3://bucket/prefix/)`)
+  return { bucket: m[1], prefix: m[2] }
+}
+
+const fmt = (n) => (n >= 1024 ** 3 ? `${(n / 1024 ** 3).toFixed(2)} GiB` : n >= 1024 ** 2 ? `${(n / 1024 ** 2).toFixed(1)} MiB` : `${(n / 1024).toFixed(1)} KiB`)
+
+/** The progress display: a bar on a terminal, a line a second otherwise, JSON lines with --json. */
+function display(mode, label) {
+  if (mode === 'json') {
+    return {
+      update: (p) => process.stdout.write(JSON.stringify({ type: 'progress', ...p }) + '\n'),
+      done() {},
+    }
+  }
+  if (mode === 'tty') {
+    const bar = new cliProgress.SingleBar(
+      {
+        format: `${label} {bar} {percentage}% | {done} / {total} | files {files} | {rate}/s | ETA {eta_formatted}`,
+        hideCursor: true,
+        barsize: 24,
+        fps: 10,
+        etaBuffer: 50,
+        clearOnComplete: false,
+        stream: process.stdout,
+      },
+      cliProgress.Presets.shades_classic,
+    )
+    let started = false
+    return {
+      update(p) {
+        const payload = { done: fmt(p.transferredBytes), total: fmt(p.totalBytes), files: `${p.completedFiles}/${p.totalFiles}`, rate: fmt(p.bytesPerSecond) }
+        if (!started) {
+          bar.start(Math.max(1, p.totalBytes), p.transferredBytes, payload)
+          started = true
+        }
+        bar.setTotal(Math.max(1, p.totalBytes))
+        bar.update(p.transferredBytes, payload)
+      },
+      done() {
+        if (started) bar.stop()
+      },
+    }
+  }
+  let last = 0
+  return {
+    update(p) {
+      if (Date.now() - last < 1000) return
+      last = Date.now()
+      const pct = p.totalBytes ? ((100 * p.transferredBytes) / p.totalBytes).toFixed(1) : '100.0'
+      console.log(`${label} ${pct}% ${fmt(p.transferredBytes)} / ${fmt(p.totalBytes)} files ${p.completedFiles}/${p.totalFiles} ${fmt(p.bytesPerSecond)}/s`)
+    },
+    done() {},
+  }
+}
+
+function clientFrom(opts) {
+  const options = {}
+  if (opts.endpoint) options.endpoint = opts.endpoint
+  if (opts.region) options.region = opts.region
+  if (opts.profile) options.profile = opts.profile
+  if (opts.pathStyle) options.forcePathStyle = true
+  if (opts.pool) options.maxPoolConnections = opts.pool
+  if (opts.workers) Object.assign(options, { uploadWorkers: opts.workers, downloadWorkers: opts.workers })
+  if (opts.partSize) Object.assign(options, { partSize: opts.partSize, multipartThreshold: opts.partSize })
+  if (opts.maxBandwidth) options.maxBandwidth = opts.maxBandwidth
+  if (opts.config) options.configFile = opts.config
+  return new TransferClient(options)
+}
+
+/** Runs one transfer with the display, Ctrl-C and the exit code. */
+async function transfer(direction, opts, request) {
+  const mode = opts.json ? 'json' : process.stdout.isTTY ? 'tty' : 'lines'
+  const client = clientFrom(opts)
+  const controller = new AbortController()
+  const onSigint = () => controller.abort(new Error('interrupted (Ctrl-C)'))
+  process.on('SIGINT', onSigint)
+  const view = display(mode, direction === 'upload' ? 'upload  ' : 'download')
+  try {
+    const summary = await client[direction]({ ...request, signal: controller.signal, onProgress: (p) => view.update(p) })
+    view.done()
+    report(mode, 'summary', summary)
+    return 0
+  } catch (e) {
+    view.done()
+    if (e.name === 'AbortError') {
+      report(mode, 'aborted', e.summary)
+      return 130
+    }
+    if (mode === 'json') process.stdout.write(JSON.stringify({ type: 'error', code: e.code, message: e.message }) + '\n')
+    else console.error(`s3-ferry: ${e.code ?? 'ERROR'}: ${e.message}`)
+    return 1
+  } finally {
+    process.off('SIGINT', onSigint)
+  }
+}
+
+function report(mode, type, s) {
+  if (mode === 'json') {
+    process.stdout.write(JSON.stringify({ type, ...s }) + '\n')
+    return
+  }
+  const what = type === 'aborted' ? 'Aborted; completed before the abort:' : 'Done:'
+  console.log(`${what} ${s.files} files, ${fmt(s.bytes)} in ${s.seconds.toFixed(2)} s (${fmt(s.bytesPerSecond)}/s)` + (s.skippedFiles ? `, ${s.skippedFiles} skipped` : ''))
+}
+
+function common(cmd) {
+  return cmd
+    .option('--endpoint <url>', 'endpoint of an S3-compatible store, e.g. http://127.0.0.1:9000')
+    .option('--region <region>', 'AWS region (default: AWS_REGION, the profile, else us-east-1)')
+    .option('--profile <name>', 'named profile of the shared AWS config files')
+    .option('--path-style', 'path-style addressing (most S3-compatible stores need it)')
+    .option('--pool <n>', 'max connections and requests in flight (default 50)', positiveInt)
+    .option('--workers <n>', 'big files in flight (default derived from the pool)', positiveInt)
+    .option('--part-size <size>', 'multipart part size and threshold, e.g. 16MiB (default 8MiB)', parseSize)
+    .option('--max-bandwidth <rate>', 'bandwidth cap, e.g. 10MB/s', parseSize)
+    .option('--config <file>', 'INI config file with a [settings] section (default: $S3_FERRY_CONFIG)')
+    .addOption(new Option('--json', 'machine-readable progress: one JSON object per line'))
+}
+
+export function program() {
+  const prog = new Command('s3-ferry')
+    .description('Fast S3 uploads and downloads. Credentials come from the standard AWS chain (environment, profile, SSO, ...).')
+    .showHelpAfterError()
+    .exitOverride()
+  common(prog.command('upload'))
+    .description('upload a directory (to prefix + relative paths) or files (to prefix + file name)')
+    .argument('<source...>', 'a directory, or one or more files, then the destination s3://bucket/prefix/')
+    .action(async (args, opts) => {
+      if (args.length < 2) throw new InvalidArgumentError('give the source and the destination s3://bucket/prefix/')
+      const { bucket, prefix } = parseS3Url(args.at(-1))
+      const sources = args.slice(0, -1)
+      let request
+      if (sources.length === 1 && statSync(sources[0], { throwIfNoEntry: false })?.isDirectory()) {
+        request = { bucket, localDir: sources[0], keyPrefix: prefix }
+      } else {
+        request = { bucket, files: sources.map((p) => ({ path: path.resolve(p), key: prefix + path.basename(p) })) }
+      }
+      process.exitCode = await transfer('upload', opts, request)
+    })
+  common(prog.command('download'))
+    .description('download every key under s3://bucket/prefix/ into a directory')
+    .argument('<source>', 's3://bucket/prefix/', parseS3Url)
+    .argument('<localDir>', 'destination directory (created if missing)')
+    .action(async ({ bucket, prefix }, localDir, opts) => {
+      process.exitCode = await transfer('download', opts, { bucket, keyPrefix: prefix, localDir })
+    })
+  return prog
+}
+
+try {
+  await program().parseAsync(process.argv)
+} catch (e) {
+  // commander's own exits (--help, --version) carry code commander.*; bad usage exits 2 like most CLIs.
+  if (e.code === 'commander.helpDisplayed' || e.code === 'commander.help' || e.code === 'commander.version') process.exit(0)
+  if (String(e.code).startsWith('commander.')) process.exit(2)
+  console.error(`s3-ferry: ${e.code ?? 'ERROR'}: ${e.message}`)
+  process.exit(2)
+}
