@@ -96,6 +96,9 @@ export interface ClientOptions {
   configFile?: string
 }
 
+/** What a download does when a destination file already exists. */
+export type ConflictPolicy = 'overwrite' | 'skip' | 'createCopy' | 'error'
+
 /** Explicit credentials. Never printed in errors or logs. */
 export interface Credentials {
   accessKeyId: string
@@ -128,6 +131,11 @@ export interface DownloadRequest {
   localDir?: string
   /** The listed prefix; it is removed from keys to form relative paths. Default "" (the whole bucket). */
   keyPrefix?: string
+  /**
+   * What to do when a destination file already exists. Default `overwrite`. Whatever the policy, a destination
+   * is only ever created or replaced whole.
+   */
+  conflict?: ConflictPolicy
   /** Cancels the download: the promise rejects with an `AbortError`, temporary files are removed. */
   signal?: AbortSignal
   /** Progress events. */

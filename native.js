@@ -837,5 +837,6 @@ module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __n
 module.exports = nativeBinding
 module.exports.TransferClient = nativeBinding.TransferClient
 module.exports.ChecksumPolicy = nativeBinding.ChecksumPolicy
+module.exports.ConflictPolicy = nativeBinding.ConflictPolicy
 module.exports.download = nativeBinding.download
 module.exports.upload = nativeBinding.upload

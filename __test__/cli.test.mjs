@@ -2,7 +2,7 @@
 // left behind), and the live bar in a real terminal (tmux).
 import assert from 'node:assert/strict'
 import { spawn, spawnSync } from 'node:child_process'
-import { writeFileSync } from 'node:fs'
+import { mkdirSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { test } from 'node:test'
 import { fileURLToPath } from 'node:url'
@@ -68,6 +68,16 @@ test('files upload to prefix + name; --json prints one JSON object per line; err
   assert.deepEqual(events.at(-1).type, 'summary')
   assert.equal(events.at(-1).files, 2)
   assert.deepEqual((await listKeys(bucket)).sort(), ['x/a.txt', 'x/b.txt'])
+  // --conflict maps to the download's conflict policy.
+  mkdirSync(path.join(dir, 'o1'))
+  writeFileSync(path.join(dir, 'o1', 'a.txt'), 'local')
+  const kept = run(['download', ...flags, '--conflict', 'skip', `s3://${bucket}/x/`, path.join(dir, 'o1')], env)
+  assert.equal(kept.status, 0, kept.stderr)
+  assert.match(kept.stdout, /Done: 1 files.*1 skipped/)
+  const refused = run(['download', ...flags, '--conflict', 'error', `s3://${bucket}/x/`, path.join(dir, 'o1')], env)
+  assert.equal(refused.status, 1)
+  assert.match(refused.stderr, /ERR_DESTINATION_EXISTS/)
+  assert.equal(run(['download', ...flags, '--conflict', 'sometimes', `s3://${bucket}/x/`, path.join(dir, 'o1')], env).status, 2)
   const missing = run(['download', ...flags, 's3://no-such-bucket-here/x/', path.join(dir, 'o')], env)
   assert.equal(missing.status, 1)
   assert.match(missing.stderr, /s3-ferry: NoSuchBucket/)

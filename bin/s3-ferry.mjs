@@ -176,8 +176,13 @@ export function program() {
     .description('download every key under s3://bucket/prefix/ into a directory')
     .argument('<source>', 's3://bucket/prefix/', parseS3Url)
     .argument('<localDir>', 'destination directory (created if missing)')
+    .addOption(
+      new Option('--conflict <policy>', 'when a destination file exists: replace it, skip the object, write "name (1).ext", or fail')
+        .choices(['overwrite', 'skip', 'createCopy', 'error'])
+        .default('overwrite'),
+    )
     .action(async ({ bucket, prefix }, localDir, opts) => {
-      process.exitCode = await transfer('download', opts, { bucket, keyPrefix: prefix, localDir })
+      process.exitCode = await transfer('download', opts, { bucket, keyPrefix: prefix, localDir, conflict: opts.conflict })
     })
   return prog
 }

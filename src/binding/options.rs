@@ -29,6 +29,19 @@ pub enum ChecksumPolicy {
   WhenRequired,
 }
 
+/// What a download does when a destination file already exists.
+#[napi(string_enum = "camelCase")]
+pub enum ConflictPolicy {
+  /// Replace it, atomically (the default).
+  Overwrite,
+  /// Leave it and skip the object (counted in `skippedFiles`); nothing is fetched for it.
+  Skip,
+  /// Keep it and write `name (1).ext`, `name (2).ext`, ... (the first free name).
+  CreateCopy,
+  /// Reject with `ERR_DESTINATION_EXISTS` (with `path`), before fetching that object.
+  Error,
+}
+
 /// Options of a `TransferClient` (and of the one-shot `upload` / `download`).
 #[napi(object, object_to_js = false)]
 #[derive(Default)]
@@ -129,6 +142,9 @@ pub struct DownloadRequest {
   pub local_dir: Option<String>,
   /// The listed prefix; it is removed from keys to form relative paths. Default "" (the whole bucket).
   pub key_prefix: Option<String>,
+  /// What to do when a destination file already exists. Default `overwrite`. Whatever the policy, a destination
+  /// is only ever created or replaced whole.
+  pub conflict: Option<ConflictPolicy>,
   /// Cancels the download: the promise rejects with an `AbortError`, temporary files are removed.
   pub signal: Option<AbortSignal>,
   /// Progress events.
@@ -313,6 +329,12 @@ impl CallRequest for DownloadRequest {
     let request = engine::DownloadRequest {
       bucket: std::mem::take(&mut self.bucket),
       source,
+      conflict: match self.conflict {
+        None | Some(ConflictPolicy::Overwrite) => engine::Conflict::Overwrite,
+        Some(ConflictPolicy::Skip) => engine::Conflict::Skip,
+        Some(ConflictPolicy::CreateCopy) => engine::Conflict::CreateCopy,
+        Some(ConflictPolicy::Error) => engine::Conflict::Error,
+      },
     };
     request.validate()?;
     Ok(request)

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::client::Engine;
 use super::config::MAX_REQUESTS_PER_FILE;
 use super::error::{Error, Result};
-use super::paths::{destination_for, TempFile};
+use super::paths::{copy_name, destination_for, TempFile};
 use super::progress::{ProgressState, RangeProgress};
 use super::scheduler::{blocking, joined, or_cancelled, run_jobs, spawn_abortable, Job};
 use super::{validate_bucket, Call, Control};
@@ -49,6 +49,21 @@ pub enum DownloadSource {
   },
 }
 
+/// What to do when a destination file already exists. Whatever the policy, a destination is only ever replaced
+/// or created whole (temporary file, then rename or link).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Conflict {
+  /// Replace it (the default).
+  #[default]
+  Overwrite,
+  /// Leave it and skip the object (counted in `skipped_files`); nothing is fetched.
+  Skip,
+  /// Keep it and write `name (1).ext`, `name (2).ext`, ... (the first free name).
+  CreateCopy,
+  /// Fail with `ERR_DESTINATION_EXISTS`, before fetching that object.
+  Error,
+}
+
 /// A download call.
 #[derive(Debug, Clone)]
 pub struct DownloadRequest {
@@ -56,6 +71,8 @@ pub struct DownloadRequest {
   pub bucket: String,
   /// What to download.
   pub source: DownloadSource,
+  /// What to do with destination files that already exist.
+  pub conflict: Conflict,
 }
 
 impl DownloadRequest {
@@ -118,7 +135,9 @@ impl Engine {
           progress: progress.clone(),
           throttle: self.throttle_for(&control),
         });
-        self.download_entries(call, entries, &control.cancel).await
+        self
+          .download_entries(call, entries, request.conflict, &control.cancel)
+          .await
       })
       .await;
     control.finish(result, &progress)
@@ -174,6 +193,7 @@ impl Engine {
     self: &Arc<Self>,
     call: Arc<Call>,
     entries: Vec<Entry>,
+    conflict: Conflict,
     cancel: &CancellationToken,
   ) -> Result<()> {
     let budget = Arc::new(Semaphore::new(
@@ -194,10 +214,12 @@ impl Engine {
         Job {
           weight,
           run: move |stop: CancellationToken, slots: usize| async move {
-            engine
-              .download_one(call.clone(), entry, &dirs, &budget, slots, &stop)
-              .await?;
-            call.progress.file_done();
+            if engine
+              .download_one(call.clone(), entry, conflict, &dirs, &budget, slots, &stop)
+              .await?
+            {
+              call.progress.file_done();
+            }
             Ok(())
           },
         }
@@ -206,31 +228,42 @@ impl Engine {
     run_jobs(jobs, budget, cancel).await
   }
 
+  /// Fetches one object into place. `Ok(false)`: skipped, its destination exists and the policy is `Skip`.
+  #[allow(clippy::too_many_arguments)] // one call site; a struct would only rename these
   async fn download_one(
     &self,
     call: Arc<Call>,
     entry: Entry,
+    conflict: Conflict,
     dirs: &Mutex<HashSet<PathBuf>>,
     budget: &Arc<Semaphore>,
     slots: usize,
     stop: &CancellationToken,
-  ) -> Result<()> {
+  ) -> Result<bool> {
     let dest = entry.dest.clone();
     let parent = dest.parent().map(Path::to_path_buf).unwrap_or_default();
     let need_dir = !parent.as_os_str().is_empty() && !dirs.lock().unwrap().contains(&parent);
-    let mut temp = blocking(move || {
+    // Before anything is fetched: skip or refuse an existing destination.
+    let prepared = blocking(move || {
+      if matches!(conflict, Conflict::Skip | Conflict::Error) && std::fs::symlink_metadata(&dest).is_ok() {
+        return match conflict {
+          Conflict::Skip => Ok(None),
+          _ => Err(Error::DestinationExists { path: dest }),
+        };
+      }
       if need_dir {
         std::fs::create_dir_all(&parent).map_err(|e| Error::io("create directory", &parent, e))?;
       }
-      TempFile::create_beside(&dest).map(|t| (t, parent))
+      TempFile::create_beside(&dest).map(|t| Some((t, parent)))
     })
-    .await
-    .map(|(t, parent)| {
-      dirs.lock().unwrap().insert(parent);
-      t
-    })?;
+    .await?;
+    let Some((mut temp, parent)) = prepared else {
+      call.progress.skip_planned(entry.size.unwrap_or(0));
+      return Ok(false);
+    };
+    dirs.lock().unwrap().insert(parent);
     let sink = Arc::new(Sink {
-      call,
+      call: call.clone(),
       key: entry.key.clone(),
       dest: entry.dest.clone(),
       file: temp.take_file(),
@@ -238,7 +271,30 @@ impl Engine {
     // Everything below is dropped (stopping its requests) if the call is cancelled; `temp` then removes itself.
     or_cancelled(stop, self.fetch_into(&sink, &entry, budget, slots)).await?;
     let dest = entry.dest.clone();
-    blocking(move || temp.persist(&dest)).await
+    let placed = blocking(move || match conflict {
+      Conflict::Overwrite => temp.persist(&dest).map(|()| true),
+      // The destination appeared while the object was being fetched.
+      Conflict::Error => match temp.persist_new(&dest)? {
+        true => Ok(true),
+        false => Err(Error::DestinationExists { path: dest }),
+      },
+      Conflict::Skip => temp.persist_new(&dest),
+      Conflict::CreateCopy => {
+        for n in 0..10_000 {
+          let name = if n == 0 { dest.clone() } else { copy_name(&dest, n) };
+          if temp.persist_new(&name)? {
+            return Ok(true);
+          }
+        }
+        Err(Error::DestinationExists { path: dest })
+      }
+    })
+    .await?;
+    if !placed {
+      // Skip: the destination appeared while the object was being fetched; it is left as it is.
+      call.progress.skip(0);
+    }
+    Ok(placed)
   }
 
   async fn fetch_into(&self, sink: &Arc<Sink>, entry: &Entry, budget: &Arc<Semaphore>, held: usize) -> Result<()> {
@@ -429,6 +485,7 @@ mod tests {
   #[test]
   fn duplicate_destinations_are_refused() {
     let req = DownloadRequest {
+      conflict: Conflict::Overwrite,
       bucket: "b".into(),
       source: DownloadSource::Objects(vec![
         DownloadObject {

@@ -67,6 +67,13 @@ pub enum Error {
     local_dir: PathBuf,
   },
 
+  /// A download destination already exists and the conflict policy is `Error`.
+  #[error("'{}' already exists (conflict policy: error)", path.display())]
+  DestinationExists {
+    /// The existing destination.
+    path: PathBuf,
+  },
+
   /// The object changed on the server while it was being downloaded (its ETag no longer matched).
   #[error("s3://{bucket}/{key} changed on the server during the download")]
   ObjectChanged {
@@ -129,6 +136,7 @@ impl Error {
       Error::S3 { code, .. } => code.clone(),
       Error::PathOutsideDestination { .. } => "ERR_PATH_OUTSIDE_DESTINATION".to_owned(),
       Error::ObjectChanged { .. } => "ERR_OBJECT_CHANGED".to_owned(),
+      Error::DestinationExists { .. } => "ERR_DESTINATION_EXISTS".to_owned(),
       Error::FileChanged { .. } => "ERR_FILE_CHANGED".to_owned(),
       Error::Truncated { .. } => "ERR_TRUNCATED".to_owned(),
       Error::AbortFailed { source, .. } => source.code(),
@@ -230,7 +238,7 @@ impl Error {
   /// The local path this error concerns, if any.
   pub fn path(&self) -> Option<&std::path::Path> {
     match self {
-      Error::Io { path, .. } | Error::FileChanged { path } => Some(path),
+      Error::Io { path, .. } | Error::FileChanged { path } | Error::DestinationExists { path } => Some(path),
       Error::AbortFailed { source, .. } => source.path(),
       _ => None,
     }

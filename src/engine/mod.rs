@@ -24,7 +24,7 @@ use std::time::Duration;
 
 pub use client::Engine;
 pub use config::{ChecksumMode, ClientConfig, StaticCredentials};
-pub use download::{DownloadObject, DownloadRequest, DownloadSource};
+pub use download::{Conflict, DownloadObject, DownloadRequest, DownloadSource};
 pub use error::{Error, Result};
 pub use progress::{Progress, ProgressSink, ProgressState, Summary};
 pub use settings::Settings;

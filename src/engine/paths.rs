@@ -77,6 +77,35 @@ impl TempFile {
     self.persisted = true;
     Ok(())
   }
+
+  /// Puts the finished file at `dest` only if nothing is there, atomically (a hard link fails if the name
+  /// exists, even if it appeared a moment ago). `Ok(false)`: `dest` exists, nothing changed, the temporary stays.
+  pub fn persist_new(&mut self, dest: &Path) -> Result<bool> {
+    match std::fs::hard_link(&self.path, dest) {
+      Ok(()) => {
+        let _ = std::fs::remove_file(&self.path);
+        self.persisted = true;
+        Ok(true)
+      }
+      Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+      Err(e) => Err(Error::io("create", dest, e)),
+    }
+  }
+}
+
+/// `name (n).ext` beside `dest`, as file managers and browsers name copies: `scene.blend` → `scene (1).blend`,
+/// `archive.tar.gz` → `archive (1).tar.gz`, `.bashrc` → `.bashrc (1)`.
+pub fn copy_name(dest: &Path, n: u32) -> PathBuf {
+  let name = dest
+    .file_name()
+    .map(|n| n.to_string_lossy().into_owned())
+    .unwrap_or_default();
+  let split = name
+    .char_indices()
+    .skip(1)
+    .find(|&(_, c)| c == '.')
+    .map_or(name.len(), |(i, _)| i);
+  dest.with_file_name(format!("{} ({n}){}", &name[..split], &name[split..]))
 }
 
 impl Drop for TempFile {
@@ -123,6 +152,36 @@ mod tests {
       destination_for(d, "", "/etc/passwd").unwrap(),
       Some(PathBuf::from("/dst/etc/passwd"))
     );
+  }
+
+  #[test]
+  fn copies_are_named_like_file_managers_do() {
+    assert_eq!(
+      copy_name(Path::new("/d/scene.blend"), 1),
+      PathBuf::from("/d/scene (1).blend")
+    );
+    assert_eq!(
+      copy_name(Path::new("/d/archive.tar.gz"), 2),
+      PathBuf::from("/d/archive (2).tar.gz")
+    );
+    assert_eq!(copy_name(Path::new("/d/.bashrc"), 1), PathBuf::from("/d/.bashrc (1)"));
+    assert_eq!(copy_name(Path::new("/d/README"), 3), PathBuf::from("/d/README (3)"));
+  }
+
+  #[test]
+  fn persist_new_never_replaces() {
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("f");
+    std::fs::write(&dest, b"old").unwrap();
+    let mut t = TempFile::create_beside(&dest).unwrap();
+    std::io::Write::write_all(&mut t.take_file(), b"new").unwrap();
+    assert!(!t.persist_new(&dest).unwrap());
+    assert_eq!(std::fs::read(&dest).unwrap(), b"old");
+    let copy = copy_name(&dest, 1);
+    assert!(t.persist_new(&copy).unwrap());
+    assert_eq!(std::fs::read(&copy).unwrap(), b"new");
+    drop(t);
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2, "no temporary left");
   }
 
   #[test]

@@ -95,6 +95,16 @@ impl ProgressState {
     self.skipped_bytes.fetch_add(bytes, Relaxed);
   }
 
+  /// A planned file is skipped after all (its destination exists): it leaves the totals for the skipped counts,
+  /// so the finished counts still end at the totals.
+  pub fn skip_planned(&self, bytes: u64) {
+    self.total_files.fetch_sub(1, Relaxed);
+    let _ = self
+      .total_bytes
+      .fetch_update(Relaxed, Relaxed, |t| Some(t.saturating_sub(bytes)));
+    self.skip(bytes);
+  }
+
   /// Records a finished file.
   pub fn file_done(&self) {
     self.completed_files.fetch_add(1, Relaxed);
