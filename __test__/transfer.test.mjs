@@ -135,3 +135,41 @@ test('an existing destination file is replaced whole', async () => {
   assert.equal(readFileSync(path.join(dir, 'dst/f.txt'), 'utf8'), 'new content')
   assert.deepEqual(allFiles(path.join(dir, 'dst')), ['f.txt'])
 })
+
+test('a download whose connections break off mid-body is fetched again and completes byte-exact', async () => {
+  const { countingProxy } = await import('./helpers.mjs')
+  const opts = await clientOptions({ partSize: 5 * MiB, multipartThreshold: 5 * MiB })
+  const bucket = await makeBucket()
+  const dir = tempDir()
+  const big = bytes(17 * MiB, 21)
+  const small = bytes(700 * 1024, 22)
+  writeTree(path.join(dir, 'src'), { 'big.bin': big, 'small.bin': small })
+  await new TransferClient(opts).upload({ bucket, localDir: path.join(dir, 'src'), keyPrefix: '' })
+
+  // The first four connections are reset after 300 KiB of response: the listing is unaffected (small), the
+  // ranged parts and the small object's body break off and must be fetched again.
+  const proxy = await countingProxy({ cutAfterBytes: 300 * 1024, cutConnections: 4 })
+  try {
+    const client = new TransferClient({ ...opts, endpoint: proxy.endpoint })
+    const events = []
+    const r = await client.download({ bucket, objects: [{ key: 'big.bin', path: path.join(dir, 'out/big.bin') }, { key: 'small.bin', path: path.join(dir, 'out/small.bin') }], progressIntervalMs: 5, onProgress: (p) => events.push(p) })
+    assert.equal(proxy.stats.cut, 4, 'the faults happened')
+    assert.equal(r.files, 2)
+    assert.ok(readFileSync(path.join(dir, 'out/big.bin')).equals(big))
+    assert.ok(readFileSync(path.join(dir, 'out/small.bin')).equals(small))
+    assert.equal(r.bytes, big.length + small.length, 're-fetched bytes are not counted twice')
+    assert.ok(events.every((e) => e.transferredBytes <= e.totalBytes))
+  } finally {
+    await proxy.close()
+  }
+
+  // With retries off, the same fault is an ERR_NETWORK naming the key, and nothing is left at the destination.
+  const strict = await countingProxy({ cutAfterBytes: 300 * 1024, cutConnections: 1 })
+  try {
+    const client = new TransferClient({ ...opts, endpoint: strict.endpoint, maxAttempts: 1 })
+    await assert.rejects(client.download({ bucket, objects: [{ key: 'small.bin', path: path.join(dir, 'strict/small.bin') }] }), (e) => e.code === 'ERR_NETWORK' && e.key === 'small.bin')
+    assert.deepEqual(allFiles(path.join(dir, 'strict')), [])
+  } finally {
+    await strict.close()
+  }
+})

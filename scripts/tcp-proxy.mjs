@@ -5,9 +5,11 @@ import net from 'node:net'
 /**
  * Starts a proxy to `targetEndpoint` (an http:// URL); point a client's `endpoint` at the returned `endpoint`.
  * `responseDelayMs` holds every byte from the server back that long (in order), so a test can act while a
- * request is in flight.
+ * request is in flight. `cutAfterBytes` with `cutConnections`: the first `cutConnections` connections are reset
+ * after that many response bytes (a network failure in the middle of a body).
  */
-export async function startCountingProxy(targetEndpoint, { responseDelayMs = 0 } = {}) {
+export async function startCountingProxy(targetEndpoint, { responseDelayMs = 0, cutAfterBytes = 0, cutConnections = 0 } = {}) {
+  let cutsLeft = cutConnections
   const target = new URL(targetEndpoint)
   const stats = { open: 0, peak: 0, total: 0 }
   const sockets = new Set()
@@ -31,7 +33,23 @@ export async function startCountingProxy(targetEndpoint, { responseDelayMs = 0 }
     client.on('error', close).on('close', close)
     upstream.on('error', close).on('close', close)
     client.pipe(upstream)
-    if (responseDelayMs > 0) {
+    if (cutAfterBytes > 0 && cutsLeft > 0) {
+      // A fault: this connection is reset after `cutAfterBytes` bytes of response.
+      cutsLeft--
+      stats.cut = (stats.cut ?? 0) + 1
+      let sent = 0
+      upstream.on('data', (chunk) => {
+        if (closed) return
+        const room = cutAfterBytes - sent
+        if (chunk.length < room) {
+          sent += chunk.length
+          client.write(chunk)
+        } else {
+          client.write(chunk.subarray(0, room), () => client.resetAndDestroy())
+          upstream.destroy()
+        }
+      })
+    } else if (responseDelayMs > 0) {
       upstream.on('data', (chunk) => setTimeout(() => closed || client.write(chunk), responseDelayMs))
     } else {
       upstream.pipe(client)

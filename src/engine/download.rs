@@ -336,7 +336,21 @@ impl Engine {
       }
       let etag = out.e_tag().map(str::to_owned).or_else(|| entry.etag.clone());
       let len = out.content_length().map(|l| l.max(0) as u64).unwrap_or(total);
-      sink.write_body(out, 0, len, progress.range()).await?;
+      let first_progress = progress.range();
+      match sink.write_body(out, 0, len, first_progress.clone()).await {
+        Err(e) if e.is_interrupted_body() && self.config().max_attempts > 1 => {
+          // The same bytes again, now pinned to the ETag the first response gave.
+          let again = s3
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .set_range((!single && len > 0).then(|| format!("bytes=0-{}", len - 1)))
+            .set_if_match(etag.clone());
+          let max = self.config().max_attempts.saturating_sub(1);
+          refetching(max, || sink.fetch_range(again.clone(), 0, len, first_progress.clone())).await?
+        }
+        other => other?,
+      }
       (total, len, etag)
     };
     let (total, first_len, etag) = first;
@@ -366,16 +380,15 @@ impl Engine {
           .key(key)
           .range(format!("bytes={}-{}", offset, offset + len - 1))
           .set_if_match(etag.clone());
-        let (sink, range_progress) = (sink.clone(), progress.range());
+        let (sink, range_progress, max) = (sink.clone(), progress.range(), self.config().max_attempts);
         async move {
           let _slot = self.request_slot().await;
           joined(
             spawn_abortable(async move {
-              let out = req
-                .send()
-                .await
-                .map_err(|e| get_error(&sink.call.bucket, &sink.key, e))?;
-              sink.write_body(out, offset, len, range_progress).await
+              refetching(max, || {
+                sink.fetch_range(req.clone(), offset, len, range_progress.clone())
+              })
+              .await
             })
             .await,
           )
@@ -395,7 +408,44 @@ struct Sink {
   file: std::fs::File,
 }
 
+/// Runs `fetch` until it succeeds or fails otherwise than by a body that broke off, at most `attempts` times,
+/// pausing a little longer each time. The SDK retries a request whose response never came; a body that breaks
+/// off mid-stream is the engine's to fetch again. Progress counts each byte once however many times a range is
+/// fetched (its high-water mark).
+async fn refetching<F, Fut>(attempts: u32, mut fetch: F) -> Result<()>
+where
+  F: FnMut() -> Fut,
+  Fut: std::future::Future<Output = Result<()>>,
+{
+  let mut attempt = 1;
+  loop {
+    match fetch().await {
+      Err(e) if e.is_interrupted_body() && attempt < attempts => {
+        tracing::debug!(target: "s3_ferry::transfer", attempt, error = %e, "fetching the range again");
+        tokio::time::sleep(std::time::Duration::from_millis(50 << attempt.min(6))).await;
+        attempt += 1;
+      }
+      other => return other,
+    }
+  }
+}
+
 impl Sink {
+  /// Sends a ranged GET and writes its body at `offset`.
+  async fn fetch_range(
+    self: &Arc<Self>,
+    req: aws_sdk_s3::operation::get_object::builders::GetObjectFluentBuilder,
+    offset: u64,
+    len: u64,
+    progress: RangeProgress,
+  ) -> Result<()> {
+    let out = req
+      .send()
+      .await
+      .map_err(|e| get_error(&self.call.bucket, &self.key, e))?;
+    self.write_body(out, offset, len, progress).await
+  }
+
   /// Streams a response body into the file at `offset`, in batches, counting bytes as they arrive and, under a
   /// bandwidth cap, reading no faster than the cap allows (the server's sending slows with it).
   async fn write_body(
@@ -410,14 +460,10 @@ impl Sink {
     let mut batch = BytesMut::new();
     let mut written = offset;
     loop {
-      let chunk = body.next().await.transpose().map_err(|e| Error::S3 {
-        operation: "GetObject",
+      let chunk = body.next().await.transpose().map_err(|source| Error::BodyInterrupted {
         bucket: self.call.bucket.to_string(),
-        key: Some(self.key.clone()),
-        code: "ERR_NETWORK".to_owned(),
-        message: Some(format!("reading the response body failed: {e}")),
-        status_code: None,
-        source: Some(Box::new(e)),
+        key: self.key.clone(),
+        source,
       })?;
       let done = chunk.is_none();
       if let Some(chunk) = chunk {

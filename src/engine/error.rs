@@ -58,6 +58,19 @@ pub enum Error {
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
   },
 
+  /// A response body broke off mid-stream (the connection dropped). The SDK retries requests, not the bytes
+  /// after them, so the engine fetches such a range again; this is what remains when every attempt broke off.
+  #[error("s3://{bucket}/{key}: the response body broke off: {source}")]
+  BodyInterrupted {
+    /// The bucket concerned.
+    bucket: String,
+    /// The key concerned.
+    key: String,
+    /// What the transport said.
+    #[source]
+    source: aws_smithy_types::byte_stream::error::Error,
+  },
+
   /// A key would be written outside the destination directory.
   #[error("key '{key}' resolves outside the destination directory '{}'", local_dir.display())]
   PathOutsideDestination {
@@ -139,9 +152,15 @@ impl Error {
       Error::DestinationExists { .. } => "ERR_DESTINATION_EXISTS".to_owned(),
       Error::FileChanged { .. } => "ERR_FILE_CHANGED".to_owned(),
       Error::Truncated { .. } => "ERR_TRUNCATED".to_owned(),
+      Error::BodyInterrupted { .. } => "ERR_NETWORK".to_owned(),
       Error::AbortFailed { source, .. } => source.code(),
       Error::Cancelled { .. } => "ABORT_ERR".to_owned(),
     }
+  }
+
+  /// A download range whose body broke off or came up short: worth fetching again.
+  pub fn is_interrupted_body(&self) -> bool {
+    matches!(self, Error::BodyInterrupted { .. } | Error::Truncated { .. })
   }
 
   /// Whether this is a cancellation (as opposed to a failure).
@@ -217,7 +236,10 @@ impl Error {
   /// The bucket this error concerns, if any.
   pub fn bucket(&self) -> Option<&str> {
     match self {
-      Error::S3 { bucket, .. } | Error::ObjectChanged { bucket, .. } | Error::Truncated { bucket, .. } => Some(bucket),
+      Error::S3 { bucket, .. }
+      | Error::ObjectChanged { bucket, .. }
+      | Error::Truncated { bucket, .. }
+      | Error::BodyInterrupted { bucket, .. } => Some(bucket),
       Error::AbortFailed { bucket, .. } => Some(bucket),
       _ => None,
     }
@@ -227,9 +249,10 @@ impl Error {
   pub fn key(&self) -> Option<&str> {
     match self {
       Error::S3 { key, .. } => key.as_deref(),
-      Error::ObjectChanged { key, .. } | Error::Truncated { key, .. } | Error::PathOutsideDestination { key, .. } => {
-        Some(key)
-      }
+      Error::ObjectChanged { key, .. }
+      | Error::Truncated { key, .. }
+      | Error::PathOutsideDestination { key, .. }
+      | Error::BodyInterrupted { key, .. } => Some(key),
       Error::AbortFailed { key, .. } => Some(key),
       _ => None,
     }
