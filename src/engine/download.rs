@@ -291,8 +291,9 @@ impl Engine {
     })
     .await?;
     if !placed {
-      // Skip: the destination appeared while the object was being fetched; it is left as it is.
-      call.progress.skip(0);
+      // Skip: the destination appeared while the object was being fetched; it is left as it is. Its bytes moved
+      // (and stay counted); the file leaves the totals so the finished counts still end at them.
+      call.progress.skip_planned(0);
     }
     Ok(placed)
   }
@@ -303,16 +304,16 @@ impl Engine {
     let single = entry.size.is_some_and(|s| s <= self.config().multipart_threshold);
     let (bucket, key) = (&*sink.call.bucket, sink.key.as_str());
     let progress = &sink.call.progress;
+    // Every request for this object: the parts differ only in range and ETag pin.
+    let object = s3.get_object().bucket(bucket).key(key);
 
     // The first request: the whole object when it is small, else its first part, which also tells the size
     // and ETag of an object from an explicit list.
     let first = {
       let _slot = self.request_slot().await;
       let range = (!single).then(|| format!("bytes=0-{}", part_size - 1));
-      let sent = s3
-        .get_object()
-        .bucket(bucket)
-        .key(key)
+      let sent = object
+        .clone()
         .set_range(range)
         .set_if_match(entry.etag.clone())
         .send()
@@ -320,12 +321,7 @@ impl Engine {
       let out = match sent {
         // An empty object has no byte 0: fetch it whole.
         Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 416) => {
-          s3.get_object()
-            .bucket(bucket)
-            .key(key)
-            .set_if_match(entry.etag.clone())
-            .send()
-            .await
+          object.clone().set_if_match(entry.etag.clone()).send().await
         }
         other => other,
       }
@@ -340,10 +336,8 @@ impl Engine {
       match sink.write_body(out, 0, len, first_progress.clone()).await {
         Err(e) if e.is_interrupted_body() && self.config().max_attempts > 1 => {
           // The same bytes again, now pinned to the ETag the first response gave.
-          let again = s3
-            .get_object()
-            .bucket(bucket)
-            .key(key)
+          let again = object
+            .clone()
             .set_range((!single && len > 0).then(|| format!("bytes=0-{}", len - 1)))
             .set_if_match(etag.clone());
           let max = self.config().max_attempts.saturating_sub(1);
@@ -374,10 +368,8 @@ impl Engine {
       .map(|i| {
         let offset = i * part_size;
         let len = part_size.min(total - offset);
-        let req = s3
-          .get_object()
-          .bucket(bucket)
-          .key(key)
+        let req = object
+          .clone()
           .range(format!("bytes={}-{}", offset, offset + len - 1))
           .set_if_match(etag.clone());
         let (sink, range_progress, max) = (sink.clone(), progress.range(), self.config().max_attempts);
