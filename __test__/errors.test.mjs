@@ -142,9 +142,11 @@ test('an unreadable file: EACCES with path (checked as an unprivileged user)', a
   if (process.getuid?.() !== 0) {
     t.diagnostic('not root: checking as the current user')
   }
+  // The package is loaded first, so the checkout need not be readable by that user (a fresh clone may sit in a
+  // 0700 directory); setuid then applies to every thread of the process, the engine's included.
   const script = `
-    if (process.getuid() === 0) { process.setgid(65534); process.setuid(65534) }
     const { TransferClient } = require(${JSON.stringify(path.join(ROOT, 'index.js'))})
+    if (process.getuid() === 0) { process.setgid(65534); process.setuid(65534) }
     const c = new TransferClient({ endpoint: 'http://127.0.0.1:9', forcePathStyle: true, credentials: { accessKeyId: 'a', secretAccessKey: 'b' } })
     c.upload({ bucket: 'b', files: [{ path: ${JSON.stringify(file)}, key: 'k' }] })
       .then(() => console.log('resolved'), (e) => console.log(JSON.stringify({ code: e.code, path: e.path })))`
