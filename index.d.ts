@@ -79,6 +79,13 @@ export interface ClientOptions {
   smallFileThresholdMultiplier?: number
   /** Attempts per request, the first included (standard retry mode, exponential backoff with jitter). Default 5. */
   maxAttempts?: number
+  /** Milliseconds a connection may take to open before the attempt fails (and is retried). Default 10000. */
+  connectTimeoutMs?: number
+  /**
+   * Milliseconds the network may be silent during an attempt (no request bytes taken, no response bytes
+   * arriving) before it fails and is retried; waiting on `maxBandwidth` or the disk does not count. Default 30000.
+   */
+  readTimeoutMs?: number
   /** Upload checksum policy; default `whenRequired` with a custom `endpoint`, else `whenSupported`. */
   checksum?: ChecksumPolicy
   /**
@@ -90,7 +97,7 @@ export interface ClientOptions {
   /**
    * An INI file whose `[settings]` section provides defaults for the numeric options
    * (`s3_max_pool_connections`, `small_file_threshold_multiplier`, `s3_max_bandwidth`, `upload_workers`,
-   * `download_workers`, `part_size`, `multipart_threshold`, `max_attempts`). Options given here override the
+   * `download_workers`, `part_size`, `multipart_threshold`, `max_attempts`, `connect_timeout_ms`, `read_timeout_ms`). Options given here override the
    * file; the file overrides the built-in defaults. Default: `$S3_FERRY_CONFIG`, else none.
    */
   configFile?: string
@@ -155,6 +162,8 @@ export interface ResolvedSettings {
   multipartThreshold: number
   smallFileThresholdMultiplier: number
   maxAttempts: number
+  connectTimeoutMs: number
+  readTimeoutMs: number
   /** `whenSupported` or `whenRequired`. */
   checksum: string
   /** The client's bandwidth cap in bytes per second, if any. */

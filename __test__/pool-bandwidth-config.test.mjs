@@ -47,6 +47,7 @@ test('maxPoolConnections is a hard cap: 5000 small files and three concurrent ca
 test('worker defaults are derived from the pool as in the original system, and overridable', () => {
   const s = (o) => new TransferClient(o).settings
   assert.deepEqual([s({}).maxPoolConnections, s({}).uploadWorkers, s({}).downloadWorkers], [50, 5, 5])
+  assert.deepEqual([s({}).maxAttempts, s({}).connectTimeoutMs, s({}).readTimeoutMs], [5, 10_000, 30_000])
   assert.deepEqual([s({ maxPoolConnections: 7 }).uploadWorkers, s({ maxPoolConnections: 7 }).downloadWorkers], [1, 1])
   const big = s({ maxPoolConnections: 100, smallFileThresholdMultiplier: 4 })
   assert.deepEqual([big.uploadWorkers, big.downloadWorkers], [25, 10])
@@ -59,7 +60,7 @@ test('config file: [settings] keys, explicit options override the file, the file
   writeFileSync(
     file,
     ['# shared with other tools', '[other]', 's3_max_pool_connections = 3', '', '[settings]', 's3_max_pool_connections = 64',
-      'small_file_threshold_multiplier: 4', 's3_max_bandwidth = 2000000', 'part_size = 16777216', 'unrelated = yes', ''].join('\n'),
+      'small_file_threshold_multiplier: 4', 's3_max_bandwidth = 2000000', 'part_size = 16777216', 'read_timeout_ms = 5000', 'unrelated = yes', ''].join('\n'),
   )
   const fromFile = new TransferClient({ configFile: file }).settings
   assert.equal(fromFile.maxPoolConnections, 64)
@@ -68,6 +69,7 @@ test('config file: [settings] keys, explicit options override the file, the file
   assert.equal(fromFile.maxBandwidth, 2_000_000)
   assert.equal(fromFile.partSize, 16 * MiB)
   assert.equal(fromFile.multipartThreshold, 8 * MiB, 'not in the file: the default')
+  assert.equal(fromFile.readTimeoutMs, 5000)
   const explicit = new TransferClient({ configFile: file, maxPoolConnections: 10, partSize: 5 * MiB }).settings
   assert.equal(explicit.maxPoolConnections, 10)
   assert.equal(explicit.partSize, 5 * MiB)

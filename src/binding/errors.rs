@@ -44,6 +44,9 @@ fn build<'env>(env: &'env Env, e: &Error) -> Result<Object<'env>> {
   if let Some(status) = e.status_code() {
     obj.set("statusCode", status as u32)?;
   }
+  if let Some(attempts) = e.attempts() {
+    obj.set("attempts", attempts)?;
+  }
   if let Some(upload_id) = e.remaining_upload_id() {
     obj.set("uploadId", upload_id)?;
   }

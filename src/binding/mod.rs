@@ -67,6 +67,8 @@ pub struct ResolvedSettings {
   pub multipart_threshold: f64,
   pub small_file_threshold_multiplier: u32,
   pub max_attempts: u32,
+  pub connect_timeout_ms: f64,
+  pub read_timeout_ms: f64,
   /// `whenSupported` or `whenRequired`.
   pub checksum: String,
   /// The client's bandwidth cap in bytes per second, if any.
@@ -141,6 +143,8 @@ impl TransferClient {
       multipart_threshold: c.multipart_threshold as f64,
       small_file_threshold_multiplier: c.small_file_threshold_multiplier as u32,
       max_attempts: c.max_attempts,
+      connect_timeout_ms: c.connect_timeout_ms as f64,
+      read_timeout_ms: c.read_timeout_ms as f64,
       checksum: match c.effective_checksum() {
         engine::ChecksumMode::WhenSupported => "whenSupported".to_owned(),
         engine::ChecksumMode::WhenRequired => "whenRequired".to_owned(),

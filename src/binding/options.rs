@@ -73,6 +73,11 @@ pub struct ClientOptions {
   pub small_file_threshold_multiplier: Option<f64>,
   /// Attempts per request, the first included (standard retry mode, exponential backoff with jitter). Default 5.
   pub max_attempts: Option<f64>,
+  /// Milliseconds a connection may take to open before the attempt fails (and is retried). Default 10000.
+  pub connect_timeout_ms: Option<f64>,
+  /// Milliseconds the network may be silent during an attempt (no request bytes taken, no response bytes
+  /// arriving) before it fails and is retried; waiting on `maxBandwidth` or the disk does not count. Default 30000.
+  pub read_timeout_ms: Option<f64>,
   /// Upload checksum policy; default `whenRequired` with a custom `endpoint`, else `whenSupported`.
   pub checksum: Option<ChecksumPolicy>,
   /// Bandwidth cap in bytes per second, shared by every upload and download of the client (a token bucket;
@@ -81,7 +86,7 @@ pub struct ClientOptions {
   pub max_bandwidth: Option<f64>,
   /// An INI file whose `[settings]` section provides defaults for the numeric options
   /// (`s3_max_pool_connections`, `small_file_threshold_multiplier`, `s3_max_bandwidth`, `upload_workers`,
-  /// `download_workers`, `part_size`, `multipart_threshold`, `max_attempts`). Options given here override the
+  /// `download_workers`, `part_size`, `multipart_threshold`, `max_attempts`, `connect_timeout_ms`, `read_timeout_ms`). Options given here override the
   /// file; the file overrides the built-in defaults. Default: `$S3_FERRY_CONFIG`, else none.
   pub config_file: Option<String>,
 }
@@ -183,6 +188,8 @@ impl ClientOptions {
       small_file_threshold_multiplier: count("smallFileThresholdMultiplier", self.small_file_threshold_multiplier)?,
       max_attempts: positive("maxAttempts", self.max_attempts, 100.0)?,
       max_bandwidth: positive("maxBandwidth", self.max_bandwidth, MAX_SAFE)?,
+      connect_timeout_ms: positive("connectTimeoutMs", self.connect_timeout_ms, 3_600_000.0)?,
+      read_timeout_ms: positive("readTimeoutMs", self.read_timeout_ms, 3_600_000.0)?,
       threads: None,
     })
   }

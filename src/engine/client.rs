@@ -10,15 +10,20 @@ use aws_config::BehaviorVersion;
 use aws_sdk_s3::config::{Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_smithy_http_client::pool::{Client as PoolClient, ConnectionPool};
 use aws_smithy_http_client::tls;
+use aws_smithy_types::retry::RetrySpec;
 use tokio::sync::{OnceCell, Semaphore, SemaphorePermit};
 
 use super::config::{ChecksumMode, ClientConfig};
 use super::error::{Error, Result};
 use super::log::RequestLog;
 use super::throttle::Bandwidth;
+use super::timeout::IdleTimeoutClient;
 
-/// How long to wait for a TCP connection before the attempt counts as failed.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// First backoff after a throttling error (503 SlowDown): at most this long, then doubling.
+const THROTTLED_INITIAL_BACKOFF: Duration = Duration::from_secs(1);
+
+/// First backoff after a transient error (500, a reset connection, a timeout).
+const TRANSIENT_INITIAL_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Idle connections are kept this long for reuse between calls.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -86,6 +91,18 @@ impl Engine {
   }
 }
 
+/// Standard retry mode (exponential backoff with full jitter, capped at 20 s, and the SDK's retry quota), with
+/// two starting points: a dropped connection or a 500 is usually gone at once, so those retries start within
+/// 100 ms; a 503 SlowDown asks the client to slow down, so throttling retries start within 1 s and double from
+/// there. (`RetrySpec` is how the SDK itself separates the two; it is marked SDK-internal, and pinned by
+/// Cargo.lock.)
+fn retry_config(max_attempts: u32) -> RetryConfig {
+  RetryConfig::standard()
+    .with_max_attempts(max_attempts)
+    .with_initial_backoff(THROTTLED_INITIAL_BACKOFF)
+    .with_retry_spec(RetrySpec::v2_0().with_non_throttling_initial_backoff(TRANSIENT_INITIAL_BACKOFF))
+}
+
 async fn build_s3(cfg: &ClientConfig) -> Result<aws_sdk_s3::Client> {
   // The pool's own per-origin cap keeps sockets ≤ pool even while requests are being retried; the semaphore in
   // `Engine` caps requests across origins (virtual-hosted buckets are distinct hosts).
@@ -97,6 +114,7 @@ async fn build_s3(cfg: &ClientConfig) -> Result<aws_sdk_s3::Client> {
     .build_https()
     .map_err(|e| Error::invalid_value(format!("cannot build the connection pool: {e}")))?;
   let http = PoolClient::new(&pool).map_err(|e| Error::invalid_value(format!("cannot build the HTTP client: {e}")))?;
+  let http = IdleTimeoutClient::new(http, Duration::from_millis(cfg.read_timeout_ms));
 
   let region = match &cfg.region {
     Some(r) => Region::new(r.clone()),
@@ -119,8 +137,12 @@ async fn build_s3(cfg: &ClientConfig) -> Result<aws_sdk_s3::Client> {
   let mut loader = aws_config::defaults(BehaviorVersion::latest())
     .http_client(http)
     .region(region.clone())
-    .retry_config(RetryConfig::standard().with_max_attempts(cfg.max_attempts))
-    .timeout_config(TimeoutConfig::builder().connect_timeout(CONNECT_TIMEOUT).build());
+    .retry_config(retry_config(cfg.max_attempts))
+    .timeout_config(
+      TimeoutConfig::builder()
+        .connect_timeout(Duration::from_millis(cfg.connect_timeout_ms))
+        .build(),
+    );
   if let Some(p) = &cfg.profile {
     loader = loader.profile_name(p);
   }

@@ -27,6 +27,16 @@ pub const MAX_REQUESTS_PER_FILE: usize = 10;
 /// attempts (the SDK default) are often not enough for SlowDown bursts on a busy prefix.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
 
+/// How long a TCP (and TLS) connection may take before the attempt fails and is retried. S3 answers in
+/// milliseconds; ten seconds covers a congested link without leaving a dead endpoint hanging.
+pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 10_000;
+
+/// How long the network may be silent during an attempt (nothing sent, nothing received) before it fails and is
+/// retried. boto3's socket read timeout is 60 s; S3 sends response headers or data well within 30 s, and a render
+/// node should not sit on a dead connection for a minute. Time spent waiting on the bandwidth cap or the disk
+/// does not count.
+pub const DEFAULT_READ_TIMEOUT_MS: u64 = 30_000;
+
 /// S3's hard limits.
 pub const MIN_PART_SIZE: u64 = 5 * MIB;
 /// The largest part S3 accepts.
@@ -91,6 +101,10 @@ pub struct ClientConfig {
   pub small_file_threshold_multiplier: usize,
   /// Attempts per request, first included.
   pub max_attempts: u32,
+  /// Connect timeout in milliseconds.
+  pub connect_timeout_ms: u64,
+  /// Idle read timeout in milliseconds (see [`DEFAULT_READ_TIMEOUT_MS`]).
+  pub read_timeout_ms: u64,
   /// Request checksum policy; `None` picks `WhenRequired` for custom endpoints, else `WhenSupported`.
   pub checksum: Option<ChecksumMode>,
   /// Bytes per second for all transfers of the client together (uploads and downloads); `None` = no cap.
@@ -112,6 +126,8 @@ impl Default for ClientConfig {
       multipart_threshold: DEFAULT_MULTIPART_THRESHOLD,
       small_file_threshold_multiplier: DEFAULT_SMALL_FILE_THRESHOLD_MULTIPLIER,
       max_attempts: DEFAULT_MAX_ATTEMPTS,
+      connect_timeout_ms: DEFAULT_CONNECT_TIMEOUT_MS,
+      read_timeout_ms: DEFAULT_READ_TIMEOUT_MS,
       checksum: None,
       max_bandwidth: None,
     }

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::client::Engine;
 use super::config::MAX_REQUESTS_PER_FILE;
 use super::error::{Error, Result};
+use super::log::counting;
 use super::paths::{copy_name, destination_for, TempFile};
 use super::progress::{ProgressState, RangeProgress};
 use super::scheduler::{blocking, joined, or_cancelled, run_jobs, spawn_abortable, Job};
@@ -166,12 +167,14 @@ impl Engine {
           .send();
         let mut entries = Vec::new();
         loop {
-          let page = {
+          let (page, attempts) = {
             let _slot = self.request_slot().await;
-            pages.next().await
+            counting(pages.next()).await
           };
           let Some(page) = page else { break };
-          let page = page.map_err(|e| Error::from_sdk("ListObjectsV2", &request.bucket, Some(key_prefix), e))?;
+          let page = page.map_err(|e| {
+            Error::from_sdk("ListObjectsV2", &request.bucket, Some(key_prefix), e).after_attempts(attempts)
+          })?;
           for obj in page.contents() {
             let key = obj.key().unwrap_or_default();
             if let Some(dest) = destination_for(local_dir, key_prefix, key)? {
@@ -312,20 +315,15 @@ impl Engine {
     let first = {
       let _slot = self.request_slot().await;
       let range = (!single).then(|| format!("bytes=0-{}", part_size - 1));
-      let sent = object
-        .clone()
-        .set_range(range)
-        .set_if_match(entry.etag.clone())
-        .send()
-        .await;
-      let out = match sent {
+      let (sent, attempts) = counting(object.clone().set_range(range).set_if_match(entry.etag.clone()).send()).await;
+      let (sent, attempts) = match sent {
         // An empty object has no byte 0: fetch it whole.
         Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 416) => {
-          object.clone().set_if_match(entry.etag.clone()).send().await
+          counting(object.clone().set_if_match(entry.etag.clone()).send()).await
         }
-        other => other,
-      }
-      .map_err(|e| get_error(bucket, key, e))?;
+        other => (other, attempts),
+      };
+      let out = sent.map_err(|e| get_error(bucket, key, e).after_attempts(attempts))?;
       let total = object_size(&out).unwrap_or(0);
       if entry.size.is_none() {
         progress.add_total_bytes(total);
@@ -431,10 +429,8 @@ impl Sink {
     len: u64,
     progress: RangeProgress,
   ) -> Result<()> {
-    let out = req
-      .send()
-      .await
-      .map_err(|e| get_error(&self.call.bucket, &self.key, e))?;
+    let (sent, attempts) = counting(req.send()).await;
+    let out = sent.map_err(|e| get_error(&self.call.bucket, &self.key, e).after_attempts(attempts))?;
     self.write_body(out, offset, len, progress).await
   }
 

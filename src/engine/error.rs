@@ -38,7 +38,7 @@ pub enum Error {
   },
 
   /// S3 answered with an error, or the request could not be completed.
-  #[error("{operation} s3://{bucket}/{}: {code}{}", key.as_deref().unwrap_or(""), message.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
+  #[error("{operation} s3://{bucket}/{}: {code}{}{}", key.as_deref().unwrap_or(""), message.as_deref().map(|m| format!(": {m}")).unwrap_or_default(), if *attempts > 1 { format!(" (after {attempts} attempts)") } else { String::new() })]
   S3 {
     /// The S3 operation ("PutObject", "GetObject", ...).
     operation: &'static str,
@@ -53,6 +53,8 @@ pub enum Error {
     message: Option<String>,
     /// The HTTP status, when a response arrived.
     status_code: Option<u16>,
+    /// Attempts made, the first included; 0 when not counted. Equal to `maxAttempts` when retries ran out.
+    attempts: u32,
     /// The underlying SDK error, for `source()` chains.
     #[source]
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
@@ -229,7 +231,25 @@ impl Error {
       code,
       message,
       status_code,
+      attempts: 0,
       source: Some(Box::new(err)),
+    }
+  }
+
+  /// Records how many attempts the failed request made (see `log::counting`).
+  pub(crate) fn after_attempts(mut self, n: u32) -> Self {
+    if let Error::S3 { attempts, .. } = &mut self {
+      *attempts = n;
+    }
+    self
+  }
+
+  /// Attempts the failed request made, when counted.
+  pub fn attempts(&self) -> Option<u32> {
+    match self {
+      Error::S3 { attempts, .. } if *attempts > 0 => Some(*attempts),
+      Error::AbortFailed { source, .. } => source.attempts(),
+      _ => None,
     }
   }
 

@@ -3,6 +3,8 @@
 //! percent-encoded), part number, HTTP status, attempt number and duration. Never headers or query strings, so
 //! never credentials, session tokens or signatures.
 
+use std::cell::Cell;
+use std::future::Future;
 use std::time::Instant;
 
 use aws_smithy_runtime_api::box_error::BoxError;
@@ -16,6 +18,22 @@ use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
 
 /// The `tracing` target of the per-request lines.
 pub const REQUEST_TARGET: &str = "s3_ferry::request";
+
+tokio::task_local! {
+  /// Attempts made by the request being awaited in [`counting`].
+  static ATTEMPTS: Cell<u32>;
+}
+
+/// Awaits one SDK request (a `send()` future) and says how many attempts it took, first included, so an error
+/// can tell that retries were exhausted.
+pub(crate) async fn counting<F: Future>(request: F) -> (F::Output, u32) {
+  ATTEMPTS
+    .scope(Cell::new(0), async {
+      let out = request.await;
+      (out, ATTEMPTS.with(Cell::get))
+    })
+    .await
+}
 
 /// What is known of an attempt when it is sent (the request itself is gone by the time it finishes).
 #[derive(Debug, Clone)]
@@ -31,7 +49,8 @@ impl Storable for AttemptInfo {
   type Storer = StoreReplace<Self>;
 }
 
-/// Logs every request attempt at DEBUG on `s3_ferry::request`, when that level is enabled.
+/// Logs every request attempt at DEBUG on `s3_ferry::request`, when that level is enabled, and counts attempts
+/// for [`counting`].
 #[derive(Debug)]
 pub(crate) struct RequestLog;
 
@@ -78,11 +97,15 @@ impl Intercept for RequestLog {
     _runtime_components: &RuntimeComponents,
     cfg: &mut ConfigBag,
   ) -> Result<(), BoxError> {
+    let attempt = cfg.load::<RequestAttempts>().map(|a| a.attempts());
+    if let Some(n) = attempt {
+      // Outside `counting` (no scope) there is nothing to record.
+      let _ = ATTEMPTS.try_with(|c| c.set(n as u32));
+    }
     let Some(info) = cfg.load::<AttemptInfo>() else {
       return Ok(());
     };
     let status = context.response().map(|r| r.status().as_u16());
-    let attempt = cfg.load::<RequestAttempts>().map(|a| a.attempts());
     let ms = (info.started.elapsed().as_secs_f64() * 1000.0 * 10.0).round() / 10.0;
     tracing::debug!(
       target: REQUEST_TARGET,

@@ -18,6 +18,7 @@ mod progress;
 mod scheduler;
 pub mod settings;
 mod throttle;
+mod timeout;
 mod upload;
 
 use std::time::Duration;

@@ -30,6 +30,10 @@ pub struct Settings {
   pub small_file_threshold_multiplier: Option<u64>,
   /// `max_attempts`
   pub max_attempts: Option<u64>,
+  /// `connect_timeout_ms`
+  pub connect_timeout_ms: Option<u64>,
+  /// `read_timeout_ms`
+  pub read_timeout_ms: Option<u64>,
   /// `s3_max_bandwidth` (bytes per second)
   pub max_bandwidth: Option<u64>,
   /// `threads`: the engine's runtime worker threads (process-wide; read when the addon loads).
@@ -48,6 +52,8 @@ const KEYS: &[(&str, fn(&mut Settings) -> &mut Option<u64>)] = &[
   ("part_size", |s| &mut s.part_size),
   ("multipart_threshold", |s| &mut s.multipart_threshold),
   ("max_attempts", |s| &mut s.max_attempts),
+  ("connect_timeout_ms", |s| &mut s.connect_timeout_ms),
+  ("read_timeout_ms", |s| &mut s.read_timeout_ms),
   ("threads", |s| &mut s.threads),
 ];
 
@@ -64,6 +70,8 @@ impl Settings {
         .small_file_threshold_multiplier
         .or(fallback.small_file_threshold_multiplier),
       max_attempts: self.max_attempts.or(fallback.max_attempts),
+      connect_timeout_ms: self.connect_timeout_ms.or(fallback.connect_timeout_ms),
+      read_timeout_ms: self.read_timeout_ms.or(fallback.read_timeout_ms),
       max_bandwidth: self.max_bandwidth.or(fallback.max_bandwidth),
       threads: self.threads.or(fallback.threads),
     }
@@ -95,6 +103,12 @@ impl Settings {
     }
     if let Some(v) = self.max_bandwidth {
       config.max_bandwidth = Some(v);
+    }
+    if let Some(v) = self.connect_timeout_ms {
+      config.connect_timeout_ms = v;
+    }
+    if let Some(v) = self.read_timeout_ms {
+      config.read_timeout_ms = v;
     }
   }
 }

@@ -15,6 +15,7 @@ use super::body::FileRange;
 use super::client::Engine;
 use super::config::{ChecksumMode, MAX_KEY_BYTES, MAX_REQUESTS_PER_FILE};
 use super::error::{Error, Result};
+use super::log::counting;
 use super::progress::ProgressState;
 use super::scheduler::{blocking, joined, or_cancelled, run_jobs, spawn_abortable, Job};
 use super::{validate_bucket, Call, Control};
@@ -185,14 +186,14 @@ impl Engine {
     };
     or_cancelled(stop, async {
       let _slot = self.request_slot().await;
-      s3.put_object()
+      let put = s3
+        .put_object()
         .bucket(bucket)
         .key(&file.key)
         .content_length(file.size as i64)
-        .body(body.into_byte_stream(call.progress.range()))
-        .send()
-        .await
-        .map_err(|e| Error::from_sdk("PutObject", bucket, Some(&file.key), e))
+        .body(body.into_byte_stream(call.progress.range()));
+      let (sent, attempts) = counting(put.send()).await;
+      sent.map_err(|e| Error::from_sdk("PutObject", bucket, Some(&file.key), e).after_attempts(attempts))
     })
     .await?;
     check_unchanged(file, opened).await
@@ -217,10 +218,9 @@ impl Engine {
     if with_checksum {
       req = req.checksum_algorithm(ChecksumAlgorithm::Crc32);
     }
-    let created = req
-      .send()
-      .await
-      .map_err(|e| Error::from_sdk("CreateMultipartUpload", bucket, Some(&file.key), e))?;
+    let (sent, attempts) = counting(req.send()).await;
+    let created = sent
+      .map_err(|e| Error::from_sdk("CreateMultipartUpload", bucket, Some(&file.key), e).after_attempts(attempts))?;
     drop(slot);
     let upload_id = created.upload_id().unwrap_or_default().to_owned();
 
@@ -300,10 +300,8 @@ impl Engine {
             // Each part is its own task so parts use every runtime thread; dropping this future aborts it.
             joined(
               spawn_abortable(async move {
-                req
-                  .send()
-                  .await
-                  .map_err(|e| Error::from_sdk("UploadPart", &bucket, Some(&key), e))
+                let (sent, attempts) = counting(req.send()).await;
+                sent.map_err(|e| Error::from_sdk("UploadPart", &bucket, Some(&key), e).after_attempts(attempts))
               })
               .await,
             )?
@@ -323,14 +321,15 @@ impl Engine {
     completed.sort_by_key(|p| p.part_number());
     check_unchanged(file, opened).await?;
     let _slot = self.request_slot().await;
-    s3.complete_multipart_upload()
+    let complete = s3
+      .complete_multipart_upload()
       .bucket(bucket)
       .key(&file.key)
       .upload_id(upload_id)
-      .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(completed)).build())
-      .send()
-      .await
-      .map_err(|e| Error::from_sdk("CompleteMultipartUpload", bucket, Some(&file.key), e))?;
+      .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(completed)).build());
+    let (sent, attempts) = counting(complete.send()).await;
+    sent
+      .map_err(|e| Error::from_sdk("CompleteMultipartUpload", bucket, Some(&file.key), e).after_attempts(attempts))?;
     Ok(())
   }
 }
