@@ -6,8 +6,10 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::SystemTime;
 
 use super::progress::RangeProgress;
 use super::scheduler::{spawn_abortable, AbortOnDrop};
@@ -19,6 +21,47 @@ use http_body::{Body, Frame, SizeHint};
 
 /// Bytes read from disk per step. Two are in memory per body (one being sent, one being read ahead).
 const CHUNK: u64 = 512 * 1024;
+
+/// What a file looked like when its upload was planned. Every range checks it after reading its last chunk (one
+/// `fstat`), so a file that changes while it is being sent fails the request before the server has the whole
+/// body: a single PUT is never stored with a mix of old and new bytes.
+#[derive(Debug)]
+pub struct FileStamp {
+  /// Size when planned.
+  pub size: u64,
+  /// Modification time when planned.
+  pub modified: Option<SystemTime>,
+  changed: AtomicBool,
+}
+
+impl FileStamp {
+  /// The stamp of a planned file.
+  pub fn new(size: u64, modified: Option<SystemTime>) -> Self {
+    FileStamp {
+      size,
+      modified,
+      changed: AtomicBool::new(false),
+    }
+  }
+
+  /// Whether a body found the file changed (its request then failed for that reason, not the network's).
+  pub fn changed(&self) -> bool {
+    self.changed.load(Ordering::Relaxed)
+  }
+
+  fn check(&self, file: &std::fs::File, path: &std::path::Path) -> io::Result<()> {
+    let meta = file.metadata()?;
+    if meta.len() == self.size && meta.modified().ok() == self.modified {
+      return Ok(());
+    }
+    Err(self.changed_error(path))
+  }
+
+  fn changed_error(&self, path: &std::path::Path) -> io::Error {
+    self.changed.store(true, Ordering::Relaxed);
+    io::Error::other(format!("'{}' changed while it was being uploaded", path.display()))
+  }
+}
 
 /// A byte range of an open file, to send as a request body.
 #[derive(Clone)]
@@ -33,6 +76,8 @@ pub struct FileRange {
   pub len: u64,
   /// The bandwidth cap in force, if any: each chunk waits for its bytes before it is read.
   pub throttle: Option<Arc<Bandwidth>>,
+  /// The file as planned, checked when the range has been read.
+  pub stamp: Arc<FileStamp>,
 }
 
 impl FileRange {
@@ -65,9 +110,17 @@ impl FileRangeBody {
       let n = chunk.min(self.range.len - self.pos) as usize;
       let at = self.range.offset + self.pos;
       let file = self.range.file.clone();
+      let last = self.pos + n as u64 == self.range.len;
+      let (stamp, path) = (self.range.stamp.clone(), self.range.path.clone());
       let read = move || {
         let mut buf = vec![0u8; n];
-        file.read_exact_at(&mut buf, at)?;
+        match file.read_exact_at(&mut buf, at) {
+          Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(stamp.changed_error(&path)),
+          other => other?,
+        }
+        if last {
+          stamp.check(&file, &path)?;
+        }
         Ok(Bytes::from(buf))
       };
       self.pending = Some(match self.range.throttle.clone() {
@@ -104,13 +157,6 @@ impl Body for FileRangeBody {
         self.start_read();
         Poll::Ready(Some(Ok(Frame::data(bytes))))
       }
-      Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => Poll::Ready(Some(Err(io::Error::new(
-        io::ErrorKind::UnexpectedEof,
-        format!(
-          "'{}' became shorter while it was being uploaded",
-          self.range.path.display()
-        ),
-      )))),
       Ok(Err(e)) => Poll::Ready(Some(Err(e))),
       Err(join) => Poll::Ready(Some(Err(io::Error::other(join)))),
     }
@@ -142,6 +188,7 @@ mod tests {
       offset: 100_000,
       len: 1_500_000,
       throttle: None,
+      stamp: stamp_of(tmp.path()),
     };
     let state = ProgressState::new();
     let stream = range.into_byte_stream(state.range());
@@ -161,25 +208,52 @@ mod tests {
     );
   }
 
+  fn stamp_of(path: &std::path::Path) -> Arc<FileStamp> {
+    let meta = std::fs::metadata(path).unwrap();
+    Arc::new(FileStamp::new(meta.len(), meta.modified().ok()))
+  }
+
   #[tokio::test]
   async fn a_file_that_shrinks_is_an_error() {
     let mut tmp = tempfile::NamedTempFile::new().unwrap();
     tmp.write_all(&[1u8; 1000]).unwrap();
+    let stamp = stamp_of(tmp.path());
     let range = FileRange {
       file: Arc::new(std::fs::File::open(tmp.path()).unwrap()),
       path: Arc::new(tmp.path().to_owned()),
       offset: 0,
       len: 5000,
       throttle: None,
+      stamp: stamp.clone(),
     };
     let err = range
       .into_byte_stream(ProgressState::new().range())
       .collect()
       .await
       .unwrap_err();
-    assert!(
-      err.to_string().contains("shorter") || format!("{err:?}").contains("shorter"),
-      "{err:?}"
-    );
+    assert!(format!("{err:?}").contains("changed while"), "{err:?}");
+    assert!(stamp.changed());
+  }
+
+  #[tokio::test]
+  async fn a_file_whose_mtime_changes_fails_before_its_last_chunk_is_sent() {
+    let mut tmp = tempfile::NamedTempFile::new().unwrap();
+    tmp.write_all(&[1u8; 1000]).unwrap();
+    let stamp = stamp_of(tmp.path());
+    let file = std::fs::File::options().write(true).open(tmp.path()).unwrap();
+    file
+      .set_modified(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1))
+      .unwrap();
+    let range = FileRange {
+      file: Arc::new(std::fs::File::open(tmp.path()).unwrap()),
+      path: Arc::new(tmp.path().to_owned()),
+      offset: 0,
+      len: 1000,
+      throttle: None,
+      stamp: stamp.clone(),
+    };
+    let mut stream = range.into_byte_stream(ProgressState::new().range());
+    assert!(stream.next().await.unwrap().is_err(), "the only chunk is not sent");
+    assert!(stamp.changed());
   }
 }

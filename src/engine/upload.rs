@@ -11,7 +11,7 @@ use futures_util::{stream, StreamExt, TryStreamExt};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use super::body::FileRange;
+use super::body::{FileRange, FileStamp};
 use super::client::Engine;
 use super::config::{ChecksumMode, MAX_KEY_BYTES, MAX_REQUESTS_PER_FILE};
 use super::error::{Error, Result};
@@ -177,12 +177,14 @@ impl Engine {
   ) -> Result<()> {
     let s3 = self.s3().await?;
     let bucket = &*call.bucket;
+    let stamp = Arc::new(FileStamp::new(file.size, file.modified));
     let body = FileRange {
       file: opened.clone(),
       path: Arc::new(file.path.clone()),
       offset: 0,
       len: file.size,
       throttle: call.throttle.clone(),
+      stamp: stamp.clone(),
     };
     or_cancelled(stop, async {
       let _slot = self.request_slot().await;
@@ -193,7 +195,12 @@ impl Engine {
         .content_length(file.size as i64)
         .body(body.into_byte_stream(call.progress.range()));
       let (sent, attempts) = counting(put.send()).await;
-      sent.map_err(|e| Error::from_sdk("PutObject", bucket, Some(&file.key), e).after_attempts(attempts))
+      sent.map_err(|e| match stamp.changed() {
+        true => Error::FileChanged {
+          path: file.path.clone(),
+        },
+        false => Error::from_sdk("PutObject", bucket, Some(&file.key), e).after_attempts(attempts),
+      })
     })
     .await?;
     check_unchanged(file, opened).await
@@ -271,6 +278,7 @@ impl Engine {
     let part_size = self.config().part_size_for(file.size);
     let count = file.size.div_ceil(part_size);
     let path = Arc::new(file.path.clone());
+    let stamp = Arc::new(FileStamp::new(file.size, file.modified));
     let mut completed: Vec<CompletedPart> = stream::iter(0..count)
       .map(|i| {
         let number = i as i32 + 1;
@@ -281,6 +289,7 @@ impl Engine {
           offset,
           len: part_size.min(file.size - offset),
           throttle: call.throttle.clone(),
+          stamp: stamp.clone(),
         };
         let mut req = s3
           .upload_part()
@@ -293,7 +302,7 @@ impl Engine {
         if with_checksum {
           req = req.checksum_algorithm(ChecksumAlgorithm::Crc32);
         }
-        let (bucket, key) = (bucket.to_owned(), file.key.clone());
+        let (bucket, key, stamp, path) = (bucket.to_owned(), file.key.clone(), stamp.clone(), path.clone());
         async move {
           let out = {
             let _slot = self.request_slot().await;
@@ -301,7 +310,12 @@ impl Engine {
             joined(
               spawn_abortable(async move {
                 let (sent, attempts) = counting(req.send()).await;
-                sent.map_err(|e| Error::from_sdk("UploadPart", &bucket, Some(&key), e).after_attempts(attempts))
+                sent.map_err(|e| match stamp.changed() {
+                  true => Error::FileChanged {
+                    path: path.to_path_buf(),
+                  },
+                  false => Error::from_sdk("UploadPart", &bucket, Some(&key), e).after_attempts(attempts),
+                })
               })
               .await,
             )?
