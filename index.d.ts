@@ -41,6 +41,9 @@ export declare class TransferClient {
   download(request: DownloadRequest): Promise<TransferSummary>
 }
 
+/** The checksum uploads send and S3 stores with the object (whole-object, also for multipart uploads). */
+export type ChecksumAlgorithmName = 'crc64nvme' | 'crc32c' | 'crc32'
+
 /** When uploads send a request checksum. */
 export type ChecksumPolicy = 'whenSupported' | 'whenRequired'
 
@@ -86,8 +89,13 @@ export interface ClientOptions {
    * arriving) before it fails and is retried; waiting on `maxBandwidth` or the disk does not count. Default 30000.
    */
   readTimeoutMs?: number
-  /** Upload checksum policy; default `whenRequired` with a custom `endpoint`, else `whenSupported`. */
+  /**
+   * Upload checksum policy; default `whenRequired` with a custom `endpoint`, else `whenSupported`. Downloads
+   * verify the stored checksum whatever this says.
+   */
   checksum?: ChecksumPolicy
+  /** The checksum uploads send under `whenSupported`. Default `crc64nvme`. */
+  checksumAlgorithm?: ChecksumAlgorithmName
   /**
    * Bandwidth cap in bytes per second, shared by every upload and download of the client (a token bucket;
    * no burst above a tenth of a second's worth). Default: no cap. A request's own `maxBandwidth` replaces it for
@@ -166,6 +174,8 @@ export interface ResolvedSettings {
   readTimeoutMs: number
   /** `whenSupported` or `whenRequired`. */
   checksum: string
+  /** `crc64nvme`, `crc32c` or `crc32`. */
+  checksumAlgorithm: string
   /** The client's bandwidth cap in bytes per second, if any. */
   maxBandwidth?: number
   /**

@@ -836,6 +836,7 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.TransferClient = nativeBinding.TransferClient
+module.exports.ChecksumAlgorithmName = nativeBinding.ChecksumAlgorithmName
 module.exports.ChecksumPolicy = nativeBinding.ChecksumPolicy
 module.exports.ConflictPolicy = nativeBinding.ConflictPolicy
 module.exports.download = nativeBinding.download

@@ -174,6 +174,7 @@ test('bad options and requests: coded errors before any request is sent', async 
     assert.throws(() => new TransferClient({ ...base, endpoint: 'ftp://x' }), (e) => value(e) && /endpoint/.test(e.message))
     assert.throws(() => new TransferClient({ ...base, maxPoolConnections: 'many' }), type)
     assert.throws(() => new TransferClient({ ...base, checksum: 'sometimes' }), type)
+    assert.throws(() => new TransferClient({ ...base, checksumAlgorithm: 'md5' }), type)
     assert.throws(() => new TransferClient(42), type)
 
     const client = new TransferClient(base)

@@ -1,11 +1,12 @@
 // Integrity: a local file that changes while it is being uploaded is never stored as a mix of old and new bytes;
 // request checksums are sent and stored; downloads verify what the server returns.
 import assert from 'node:assert/strict'
-import { appendFileSync, utimesSync } from 'node:fs'
+import { appendFileSync, readFileSync, utimesSync } from 'node:fs'
 import path from 'node:path'
 import { test } from 'node:test'
 import { TransferClient } from '../index.js'
-import { MiB, bytes, clientOptions, listKeys, makeBucket, openUploads, tempDir, writeTree } from './helpers.mjs'
+import { MiB, bytes, clientOptions, listKeys, makeBucket, openUploads, s3, server, tempDir, treeHashes, writeTree } from './helpers.mjs'
+import { startFaultProxy } from '../scripts/fault-proxy.mjs'
 
 /** Calls `change` once the upload has sent `after` bytes (the bandwidth cap keeps it going for seconds). */
 function changeWhenSent(after, change) {
@@ -41,4 +42,81 @@ test('a file that changes while it is uploaded: ERR_FILE_CHANGED, and nothing is
   )
   assert.deepEqual(await openUploads(bucket), [])
   assert.deepEqual(await listKeys(bucket), [])
+})
+
+test('uploads store a whole-object checksum of the chosen algorithm, single PUT and multipart', async () => {
+  const { HeadObjectCommand } = await import('@aws-sdk/client-s3')
+  const bucket = await makeBucket()
+  const dir = tempDir()
+  writeTree(dir, { 'small.bin': bytes(100_000, 3), 'big.bin': bytes(11 * MiB, 4) })
+  const sdk = await s3()
+  for (const [algorithm, field] of [[undefined, 'ChecksumCRC64NVME'], ['crc32c', 'ChecksumCRC32C'], ['crc32', 'ChecksumCRC32']]) {
+    const client = new TransferClient(await clientOptions({ checksum: 'whenSupported', checksumAlgorithm: algorithm, partSize: 5 * MiB, multipartThreshold: 5 * MiB }))
+    assert.equal(client.settings.checksumAlgorithm, algorithm ?? 'crc64nvme')
+    await client.upload({ bucket, localDir: dir, keyPrefix: `${field}/` })
+    for (const name of ['small.bin', 'big.bin']) {
+      const head = await sdk.send(new HeadObjectCommand({ Bucket: bucket, Key: `${field}/${name}`, ChecksumMode: 'ENABLED' }))
+      assert.match(head[field] ?? '', /^[A-Za-z0-9+/]+=*$/, `${field} stored for ${name}`)
+      if (name === 'big.bin') assert.equal(head.ChecksumType, 'FULL_OBJECT')
+    }
+    await client.download({ bucket, keyPrefix: `${field}/`, localDir: path.join(dir, '..', `out-${field}`) })
+    assert.deepEqual(treeHashes(path.join(dir, '..', `out-${field}`)), treeHashes(dir))
+  }
+})
+
+test('downloads verify the stored checksum: a corrupted body is fetched again, or fails with ERR_CHECKSUM_MISMATCH leaving the destination untouched', async () => {
+  const opts = await clientOptions({ checksum: 'whenSupported', partSize: 5 * MiB, multipartThreshold: 5 * MiB, maxAttempts: 3 })
+  const bucket = await makeBucket()
+  const dir = tempDir()
+  const small = bytes(300_000, 5)
+  const big = bytes(12 * MiB, 6)
+  writeTree(path.join(dir, 'src'), { 'small.bin': small, 'big.bin': big })
+  await new TransferClient(opts).upload({ bucket, localDir: path.join(dir, 'src'), keyPrefix: '' })
+  // Stored with CRC32 while the client computes CRC64NVME by default: verified by a second pass over the file.
+  await new TransferClient({ ...opts, checksumAlgorithm: 'crc32' }).upload({ bucket, files: [{ path: path.join(dir, 'src/big.bin'), key: 'big-crc32.bin' }] })
+  const getsOf = (key) => (req) => req.method === 'GET' && req.url.split('?')[0].endsWith(`/${key}`)
+
+  // Corrupted once: the SDK notices on the whole-object GET, the object is fetched again, and arrives intact.
+  let proxy = await startFaultProxy((await server()).endpoint, { faults: { corruptBody: 1 }, maxFaultsPerRequest: 1, applies: getsOf('small.bin') })
+  try {
+    const client = new TransferClient({ ...opts, endpoint: proxy.endpoint })
+    await client.download({ bucket, objects: [{ key: 'small.bin', path: path.join(dir, 'once/small.bin') }] })
+    assert.equal(proxy.stats.corruptBody, 1)
+    assert.ok(readFileSync(path.join(dir, 'once/small.bin')).equals(small))
+  } finally {
+    await proxy.close()
+  }
+
+  // Corrupted every time. The destinations exist beforehand and must be left exactly as they were.
+  const out = path.join(dir, 'out')
+  writeTree(out, { 'small.bin': 'old small', 'big.bin': 'old big', 'big-crc32.bin': 'old crc32' })
+  const cases = [
+    ['small.bin', getsOf('small.bin')],
+    // One ranged part of a multipart object: no ranged response carries a checksum, the full-object one catches it.
+    ['big.bin', (req) => getsOf('big.bin')(req) && /^bytes=5242880-/.test(req.headers.range ?? '')],
+    // Size unknown (explicit list): asked for whole, its first part read, the rest in ranges; corrupt that first part.
+    ['big-crc32.bin', (req) => getsOf('big-crc32.bin')(req) && !req.headers.range],
+  ]
+  for (const [key, applies] of cases) {
+    proxy = await startFaultProxy((await server()).endpoint, { faults: { corruptBody: 1 }, maxFaultsPerRequest: Infinity, applies })
+    try {
+      const client = new TransferClient({ ...opts, endpoint: proxy.endpoint })
+      await assert.rejects(client.download({ bucket, objects: [{ key, path: path.join(out, key) }] }), (e) => {
+        assert.equal(e.code, 'ERR_CHECKSUM_MISMATCH', e.message)
+        assert.equal(e.key, key)
+        return true
+      }, `${key} must fail its check`)
+      assert.ok(proxy.stats.corruptBody >= 1)
+    } finally {
+      await proxy.close()
+    }
+  }
+  writeTree(path.join(dir, 'expected'), { 'small.bin': 'old small', 'big.bin': 'old big', 'big-crc32.bin': 'old crc32' })
+  assert.deepEqual(treeHashes(out), treeHashes(path.join(dir, 'expected')), 'no destination touched, no temporary file left')
+
+  // Without faults, all three come down intact through the same checks.
+  const client = new TransferClient(opts)
+  await client.download({ bucket, keyPrefix: '', localDir: out })
+  assert.ok(readFileSync(path.join(out, 'big.bin')).equals(big))
+  assert.ok(readFileSync(path.join(out, 'big-crc32.bin')).equals(big))
 })

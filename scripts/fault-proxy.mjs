@@ -8,13 +8,15 @@
 //   stall        the request is read and never answered: the client's read timeout must fire;
 //   cutResponse  the request reaches the server, and its response is reset after a random part of the bytes
 //                (mid-download; for a PUT, the server stored the data but the client never hears so);
-//   stallBody    the same, but instead of a reset the response just stops (the connection stays open).
+//   stallBody    the same, but instead of a reset the response just stops (the connection stays open);
+//   corruptBody  the response arrives whole, with one byte of its body flipped (a bad disk or a broken
+//                middlebox; TCP's own checksum would not notice).
 // A request (method + path + query + Range) is faulted at most `maxFaultsPerRequest` times, so a client that
 // retries enough always gets through, and a test is never flaky by bad luck. `maxFaultsPerRequest: Infinity`
 // makes chosen requests fail for good (retries exhausted).
 import http from 'node:http'
 
-const FAULTS = ['error500', 'slowDown', 'resetRequest', 'stall', 'cutResponse', 'stallBody']
+const FAULTS = ['error500', 'slowDown', 'resetRequest', 'stall', 'cutResponse', 'stallBody', 'corruptBody']
 
 /** mulberry32: a tiny seeded PRNG, enough for picking faults. */
 function prng(seed) {
@@ -36,7 +38,7 @@ function s3Error(res, status, code, message) {
 
 /**
  * Starts a proxy to `targetEndpoint` (an http:// URL); point a client's `endpoint` at the returned `endpoint`.
- * `faults`: { error500, slowDown, resetRequest, stall, cutResponse, stallBody } probabilities (their sum ≤ 1).
+ * `faults`: { error500, slowDown, resetRequest, stall, cutResponse, stallBody, corruptBody } probabilities (their sum ≤ 1).
  * `applies(req)`: which requests may be faulted (default: all). `stats` counts requests and each fault.
  */
 export async function startFaultProxy(
@@ -66,7 +68,7 @@ export async function startFaultProxy(
     return null
   }
 
-  // `cut`: 'reset' or 'stall' the response part-way.
+  // `cut`: 'reset' or 'stall' the response part-way, or 'corrupt' one byte of it.
   const forward = (req, res, cut) => {
     const upstream = http.request(
       { host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers, agent },
@@ -74,6 +76,19 @@ export async function startFaultProxy(
         res.writeHead(up.statusCode, up.headers)
         if (!cut) {
           up.pipe(res)
+          return
+        }
+        if (cut === 'corrupt') {
+          let at = Math.floor(random() * Number(up.headers['content-length'] ?? 0))
+          up.on('data', (chunk) => {
+            if (at >= 0 && at < chunk.length) {
+              chunk = Buffer.from(chunk)
+              chunk[at] ^= 0x20
+            }
+            at -= chunk.length
+            res.write(chunk)
+          })
+          up.on('end', () => res.end())
           return
         }
         // Let through a random part of the body, then reset the connection or fall silent.
@@ -140,7 +155,7 @@ export async function startFaultProxy(
         stall(req)
         return
       default:
-        forward(req, res, { cutResponse: 'reset', stallBody: 'stall' }[fault])
+        forward(req, res, { cutResponse: 'reset', stallBody: 'stall', corruptBody: 'corrupt' }[fault])
     }
   })
   srv.keepAliveTimeout = 60_000

@@ -71,6 +71,8 @@ pub struct ResolvedSettings {
   pub read_timeout_ms: f64,
   /// `whenSupported` or `whenRequired`.
   pub checksum: String,
+  /// `crc64nvme`, `crc32c` or `crc32`.
+  pub checksum_algorithm: String,
   /// The client's bandwidth cap in bytes per second, if any.
   pub max_bandwidth: Option<f64>,
   /// Worker threads of the engine's runtime (process-wide: `S3_FERRY_THREADS`, else `threads` in the config
@@ -149,6 +151,7 @@ impl TransferClient {
         engine::ChecksumMode::WhenSupported => "whenSupported".to_owned(),
         engine::ChecksumMode::WhenRequired => "whenRequired".to_owned(),
       },
+      checksum_algorithm: c.checksum_algorithm.name().to_ascii_lowercase(),
       max_bandwidth: c.max_bandwidth.map(|b| b as f64),
       threads: runtime::threads_in_use() as u32,
     }

@@ -8,7 +8,9 @@ use napi::threadsafe_function::ThreadsafeFunction;
 use napi::Status;
 use napi_derive::napi;
 
-use crate::engine::{self, settings, ChecksumMode, ClientConfig, Error, Settings, StaticCredentials};
+use crate::engine::{
+  self, settings, ChecksumAlgorithm, ChecksumMode, ClientConfig, Error, Settings, StaticCredentials,
+};
 
 /// Explicit credentials. Never printed in errors or logs.
 #[napi(object, object_to_js = false)]
@@ -22,11 +24,23 @@ pub struct Credentials {
 /// When uploads send a request checksum.
 #[napi(string_enum = "camelCase")]
 pub enum ChecksumPolicy {
-  /// A CRC32 with every upload (AWS S3 verifies it). Default for AWS.
+  /// A `checksumAlgorithm` checksum with every upload, stored for the whole object (AWS S3 verifies it). Default
+  /// for AWS.
   WhenSupported,
   /// Only when the operation requires one. Default for a custom `endpoint`, since some S3-compatible stores
   /// reject the streaming checksum trailer.
   WhenRequired,
+}
+
+/// The checksum uploads send and S3 stores with the object (whole-object, also for multipart uploads).
+#[napi(string_enum = "lowercase")]
+pub enum ChecksumAlgorithmName {
+  /// CRC64/NVME (the default): what S3 computes itself for objects stored without a checksum.
+  Crc64nvme,
+  /// CRC32C (Castagnoli).
+  Crc32c,
+  /// CRC32.
+  Crc32,
 }
 
 /// What a download does when a destination file already exists.
@@ -78,8 +92,11 @@ pub struct ClientOptions {
   /// Milliseconds the network may be silent during an attempt (no request bytes taken, no response bytes
   /// arriving) before it fails and is retried; waiting on `maxBandwidth` or the disk does not count. Default 30000.
   pub read_timeout_ms: Option<f64>,
-  /// Upload checksum policy; default `whenRequired` with a custom `endpoint`, else `whenSupported`.
+  /// Upload checksum policy; default `whenRequired` with a custom `endpoint`, else `whenSupported`. Downloads
+  /// verify the stored checksum whatever this says.
   pub checksum: Option<ChecksumPolicy>,
+  /// The checksum uploads send under `whenSupported`. Default `crc64nvme`.
+  pub checksum_algorithm: Option<ChecksumAlgorithmName>,
   /// Bandwidth cap in bytes per second, shared by every upload and download of the client (a token bucket;
   /// no burst above a tenth of a second's worth). Default: no cap. A request's own `maxBandwidth` replaces it for
   /// that request.
@@ -215,6 +232,11 @@ impl ClientOptions {
         ChecksumPolicy::WhenSupported => ChecksumMode::WhenSupported,
         ChecksumPolicy::WhenRequired => ChecksumMode::WhenRequired,
       }),
+      checksum_algorithm: match self.checksum_algorithm {
+        None | Some(ChecksumAlgorithmName::Crc64nvme) => ChecksumAlgorithm::Crc64Nvme,
+        Some(ChecksumAlgorithmName::Crc32c) => ChecksumAlgorithm::Crc32c,
+        Some(ChecksumAlgorithmName::Crc32) => ChecksumAlgorithm::Crc32,
+      },
       ..ClientConfig::default()
     };
     explicit.or(file).apply(&mut config);

@@ -171,21 +171,18 @@ async fn build_s3(cfg: &ClientConfig) -> Result<aws_sdk_s3::Client> {
   };
   let shared = loader.load().await;
 
-  let (calc, validate) = match cfg.effective_checksum() {
-    ChecksumMode::WhenSupported => (
-      RequestChecksumCalculation::WhenSupported,
-      ResponseChecksumValidation::WhenSupported,
-    ),
-    ChecksumMode::WhenRequired => (
-      RequestChecksumCalculation::WhenRequired,
-      ResponseChecksumValidation::WhenRequired,
-    ),
+  let calc = match cfg.effective_checksum() {
+    ChecksumMode::WhenSupported => RequestChecksumCalculation::WhenSupported,
+    ChecksumMode::WhenRequired => RequestChecksumCalculation::WhenRequired,
   };
   let mut s3 = aws_sdk_s3::config::Builder::from(&shared)
     .interceptor(RequestLog)
     .force_path_style(cfg.force_path_style)
     .request_checksum_calculation(calc)
-    .response_checksum_validation(validate);
+    // Whatever the upload policy, a GET asks for the stored checksum and the SDK verifies every whole-object
+    // response that carries one; stores that do not know the header ignore it. (Ranged parts are verified by
+    // the download itself, against the full-object checksum.)
+    .response_checksum_validation(ResponseChecksumValidation::WhenSupported);
   if let Some(endpoint) = &cfg.endpoint {
     s3 = s3.endpoint_url(endpoint);
   }

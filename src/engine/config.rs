@@ -49,10 +49,24 @@ pub const MAX_KEY_BYTES: usize = 1024;
 /// When to send request checksums on uploads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ChecksumMode {
-  /// Send a CRC32 with every upload (aws-chunked trailer). AWS S3 accepts it; some S3-compatible stores do not.
+  /// Send a checksum with every upload (aws-chunked trailer), and ask for full-object checksums on multipart
+  /// uploads. AWS S3 verifies and stores it; some S3-compatible stores reject the trailer.
   WhenSupported,
   /// Only when the operation requires one. The default for custom endpoints.
   WhenRequired,
+}
+
+/// The checksum sent with uploads (when the policy sends one) and stored by S3 with the object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ChecksumAlgorithm {
+  /// CRC64/NVME: what S3 itself computes for objects stored without a checksum, so the most common stored
+  /// checksum; 64 bits; hardware-accelerated (carry-less multiply).
+  #[default]
+  Crc64Nvme,
+  /// CRC32C (Castagnoli): hardware-accelerated (SSE4.2 / ARMv8 CRC).
+  Crc32c,
+  /// CRC32 (ISO-HDLC): the AWS SDKs' default.
+  Crc32,
 }
 
 /// Static credentials given explicitly by the caller.
@@ -105,6 +119,8 @@ pub struct ClientConfig {
   pub connect_timeout_ms: u64,
   /// Idle read timeout in milliseconds (see [`DEFAULT_READ_TIMEOUT_MS`]).
   pub read_timeout_ms: u64,
+  /// Which checksum uploads send and downloads expect to find.
+  pub checksum_algorithm: ChecksumAlgorithm,
   /// Request checksum policy; `None` picks `WhenRequired` for custom endpoints, else `WhenSupported`.
   pub checksum: Option<ChecksumMode>,
   /// Bytes per second for all transfers of the client together (uploads and downloads); `None` = no cap.
@@ -129,6 +145,7 @@ impl Default for ClientConfig {
       connect_timeout_ms: DEFAULT_CONNECT_TIMEOUT_MS,
       read_timeout_ms: DEFAULT_READ_TIMEOUT_MS,
       checksum: None,
+      checksum_algorithm: ChecksumAlgorithm::default(),
       max_bandwidth: None,
     }
   }

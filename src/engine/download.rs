@@ -15,8 +15,9 @@ use futures_util::{stream, StreamExt, TryStreamExt};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use super::checksum::{self, FullObjectChecksum, RangeDigest};
 use super::client::Engine;
-use super::config::MAX_REQUESTS_PER_FILE;
+use super::config::{ChecksumAlgorithm, MAX_REQUESTS_PER_FILE};
 use super::error::{Error, Result};
 use super::log::counting;
 use super::paths::{copy_name, destination_for, TempFile};
@@ -115,6 +116,8 @@ struct Entry {
   dest: PathBuf,
   size: Option<u64>,
   etag: Option<String>,
+  /// The checksum the listing says the object has, if any.
+  algorithm: Option<ChecksumAlgorithm>,
 }
 
 impl Engine {
@@ -154,6 +157,7 @@ impl Engine {
             dest: o.path.clone(),
             size: None,
             etag: None,
+            algorithm: None,
           })
           .collect(),
       ),
@@ -183,6 +187,7 @@ impl Engine {
                 dest,
                 size: obj.size().map(|s| s.max(0) as u64),
                 etag: obj.e_tag().map(str::to_owned),
+                algorithm: obj.checksum_algorithm().iter().find_map(ChecksumAlgorithm::from_sdk),
               });
             }
           }
@@ -265,11 +270,16 @@ impl Engine {
       return Ok(false);
     };
     dirs.lock().unwrap().insert(parent);
+    // Objects that may come in ranges are checksummed as they are written (see `checksum`); a small one comes
+    // in one GET that the SDK verifies.
+    let ranged = entry.size.is_none_or(|s| s > self.config().multipart_threshold);
     let sink = Arc::new(Sink {
       call: call.clone(),
       key: entry.key.clone(),
       dest: entry.dest.clone(),
       file: temp.take_file(),
+      digest: ranged.then(|| entry.algorithm.unwrap_or(self.config().checksum_algorithm)),
+      ranges: Mutex::new(Vec::new()),
     });
     // Everything below is dropped (stopping its requests) if the call is cancelled; `temp` then removes itself.
     or_cancelled(stop, self.fetch_into(&sink, &entry, budget, slots)).await?;
@@ -304,17 +314,20 @@ impl Engine {
   async fn fetch_into(&self, sink: &Arc<Sink>, entry: &Entry, budget: &Arc<Semaphore>, held: usize) -> Result<()> {
     let s3 = self.s3().await?;
     let part_size = self.config().part_size_for(entry.size.unwrap_or(0));
-    let single = entry.size.is_some_and(|s| s <= self.config().multipart_threshold);
     let (bucket, key) = (&*sink.call.bucket, sink.key.as_str());
     let progress = &sink.call.progress;
     // Every request for this object: the parts differ only in range and ETag pin.
     let object = s3.get_object().bucket(bucket).key(key);
 
-    // The first request: the whole object when it is small, else its first part, which also tells the size
-    // and ETag of an object from an explicit list.
+    // The first request: the first part of an object known to be large; else the whole object, so a small one
+    // arrives in one response the SDK verifies against its stored checksum. Of a large object from an explicit
+    // list (size unknown), only the first part of that response is read, and its connection is dropped.
     let first = {
       let _slot = self.request_slot().await;
-      let range = (!single).then(|| format!("bytes=0-{}", part_size - 1));
+      let range = entry
+        .size
+        .is_some_and(|s| s > self.config().multipart_threshold)
+        .then(|| format!("bytes=0-{}", part_size - 1));
       let (sent, attempts) = counting(object.clone().set_range(range).set_if_match(entry.etag.clone()).send()).await;
       let (sent, attempts) = match sent {
         // An empty object has no byte 0: fetch it whole.
@@ -329,14 +342,20 @@ impl Engine {
         progress.add_total_bytes(total);
       }
       let etag = out.e_tag().map(str::to_owned).or_else(|| entry.etag.clone());
+      let whole = out.content_range().is_none();
       let len = out.content_length().map(|l| l.max(0) as u64).unwrap_or(total);
+      let len = if whole && total > self.config().multipart_threshold {
+        len.min(part_size)
+      } else {
+        len
+      };
       let first_progress = progress.range();
       match sink.write_body(out, 0, len, first_progress.clone()).await {
         Err(e) if e.is_interrupted_body() && self.config().max_attempts > 1 => {
           // The same bytes again, now pinned to the ETag the first response gave.
           let again = object
             .clone()
-            .set_range((!single && len > 0).then(|| format!("bytes=0-{}", len - 1)))
+            .set_range((len < total).then(|| format!("bytes=0-{}", len - 1)))
             .set_if_match(etag.clone());
           let max = self.config().max_attempts.saturating_sub(1);
           refetching(max, || sink.fetch_range(again.clone(), 0, len, first_progress.clone())).await?
@@ -346,8 +365,12 @@ impl Engine {
       (total, len, etag)
     };
     let (total, first_len, etag) = first;
+    let verify = total > self.config().multipart_threshold;
     if first_len >= total {
-      return Ok(());
+      return match verify {
+        true => sink.verify(self, etag).await,
+        false => Ok(()),
+      };
     }
 
     // The rest, in parallel, each part pinned to the ETag of the first response so a replaced object is an
@@ -386,7 +409,8 @@ impl Engine {
       })
       .buffer_unordered(concurrency.max(1))
       .try_collect::<()>()
-      .await
+      .await?;
+    sink.verify(self, etag).await
   }
 }
 
@@ -396,6 +420,10 @@ struct Sink {
   key: String,
   dest: PathBuf,
   file: std::fs::File,
+  /// The CRC computed over each range as it is written, if any.
+  digest: Option<ChecksumAlgorithm>,
+  /// (offset, length, CRC) of every range written whole.
+  ranges: Mutex<Vec<(u64, u64, u64)>>,
 }
 
 /// Runs `fetch` until it succeeds or fails otherwise than by a body that broke off, at most `attempts` times,
@@ -447,16 +475,39 @@ impl Sink {
     let mut received: u64 = 0;
     let mut batch = BytesMut::new();
     let mut written = offset;
+    let mut digest = self.digest.map(RangeDigest::new);
     loop {
-      let chunk = body.next().await.transpose().map_err(|source| Error::BodyInterrupted {
-        bucket: self.call.bucket.to_string(),
-        key: self.key.clone(),
-        source,
-      })?;
-      let done = chunk.is_none();
+      let chunk = body
+        .next()
+        .await
+        .transpose()
+        .map_err(|source| match checksum::sdk_mismatch(&source) {
+          Some((algorithm, expected, actual)) => Error::ChecksumMismatch {
+            bucket: self.call.bucket.to_string(),
+            key: self.key.clone(),
+            algorithm,
+            expected,
+            actual,
+          },
+          None => Error::BodyInterrupted {
+            bucket: self.call.bucket.to_string(),
+            key: self.key.clone(),
+            source,
+          },
+        })?;
+      // A whole-object response of which only the first part is wanted: stop there (the body is dropped).
+      // Any other body is read to its end, where the SDK checks the response's checksum.
+      let (chunk, cut) = match chunk {
+        Some(c) if received + c.len() as u64 > expected => (Some(c.slice(..(expected - received) as usize)), true),
+        other => (other, false),
+      };
+      let done = chunk.is_none() || cut;
       if let Some(chunk) = chunk {
         received += chunk.len() as u64;
         progress.reached(received);
+        if let Some(d) = &mut digest {
+          d.update(&chunk);
+        }
         batch.extend_from_slice(&chunk);
         if let Some(bw) = &self.call.throttle {
           bw.take(chunk.len() as u64).await;
@@ -485,7 +536,67 @@ impl Sink {
         received,
       });
     }
+    if let Some(d) = digest {
+      let (len, crc) = d.finish();
+      self
+        .ranges
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push((offset, len, crc));
+    }
     Ok(())
+  }
+
+  /// Checks the ranges written against the object's full-object checksum, from a HEAD pinned to the ETag the
+  /// ranges were pinned to. An object without one (uploaded without a checksum, or with a composite one) has
+  /// been checked for size and ETag only.
+  async fn verify(self: &Arc<Self>, engine: &Engine, etag: Option<String>) -> Result<()> {
+    let Some(computed_with) = self.digest else {
+      return Ok(());
+    };
+    let (bucket, key) = (&*self.call.bucket, self.key.as_str());
+    let head = engine
+      .s3()
+      .await?
+      .head_object()
+      .bucket(bucket)
+      .key(key)
+      .set_if_match(etag)
+      .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled);
+    let (sent, attempts) = {
+      let _slot = engine.request_slot().await;
+      counting(head.send()).await
+    };
+    let head = sent.map_err(|e| match e.raw_response().map(|r| r.status().as_u16()) {
+      Some(412) => Error::ObjectChanged {
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+      },
+      _ => Error::from_sdk("HeadObject", bucket, Some(key), e).after_attempts(attempts),
+    })?;
+    let Some(stored) = FullObjectChecksum::from_head(&head) else {
+      return Ok(());
+    };
+    let actual = if stored.algorithm == computed_with {
+      let ranges = std::mem::take(&mut *self.ranges.lock().unwrap_or_else(|p| p.into_inner()));
+      checksum::combine(computed_with, ranges)
+    } else {
+      // Stored with another algorithm than the one computed while writing: one more pass, over the file.
+      let me = self.clone();
+      blocking(move || checksum::of_file(&me.file, stored.algorithm).map_err(|e| Error::io("read", &me.dest, e)))
+        .await
+        .map(Some)?
+    };
+    match actual {
+      Some(value) if value == stored.value => Ok(()),
+      actual => Err(Error::ChecksumMismatch {
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+        algorithm: stored.algorithm.name(),
+        expected: stored.algorithm.encode(stored.value),
+        actual: actual.map_or_else(|| "(ranges incomplete)".to_owned(), |v| stored.algorithm.encode(v)),
+      }),
+    }
   }
 }
 

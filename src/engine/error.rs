@@ -105,6 +105,23 @@ pub enum Error {
     path: PathBuf,
   },
 
+  /// What arrived does not match the checksum S3 stored with the object. The destination is untouched.
+  #[error(
+    "s3://{bucket}/{key}: {algorithm} checksum mismatch: the object's is {expected}, the bytes received give {actual}"
+  )]
+  ChecksumMismatch {
+    /// The bucket concerned.
+    bucket: String,
+    /// The key concerned.
+    key: String,
+    /// `CRC64NVME`, `CRC32C` or `CRC32`.
+    algorithm: &'static str,
+    /// The stored checksum (base64).
+    expected: String,
+    /// The checksum of what arrived (base64).
+    actual: String,
+  },
+
   /// The server sent a different number of bytes than it announced.
   #[error("s3://{bucket}/{key}: expected {expected} bytes, received {received}")]
   Truncated {
@@ -154,15 +171,19 @@ impl Error {
       Error::DestinationExists { .. } => "ERR_DESTINATION_EXISTS".to_owned(),
       Error::FileChanged { .. } => "ERR_FILE_CHANGED".to_owned(),
       Error::Truncated { .. } => "ERR_TRUNCATED".to_owned(),
+      Error::ChecksumMismatch { .. } => "ERR_CHECKSUM_MISMATCH".to_owned(),
       Error::BodyInterrupted { .. } => "ERR_NETWORK".to_owned(),
       Error::AbortFailed { source, .. } => source.code(),
       Error::Cancelled { .. } => "ABORT_ERR".to_owned(),
     }
   }
 
-  /// A download range whose body broke off or came up short: worth fetching again.
+  /// A download range whose body broke off, came up short or failed its checksum: worth fetching again.
   pub fn is_interrupted_body(&self) -> bool {
-    matches!(self, Error::BodyInterrupted { .. } | Error::Truncated { .. })
+    matches!(
+      self,
+      Error::BodyInterrupted { .. } | Error::Truncated { .. } | Error::ChecksumMismatch { .. }
+    )
   }
 
   /// Whether this is a cancellation (as opposed to a failure).
@@ -259,6 +280,7 @@ impl Error {
       Error::S3 { bucket, .. }
       | Error::ObjectChanged { bucket, .. }
       | Error::Truncated { bucket, .. }
+      | Error::ChecksumMismatch { bucket, .. }
       | Error::BodyInterrupted { bucket, .. } => Some(bucket),
       Error::AbortFailed { bucket, .. } => Some(bucket),
       _ => None,
@@ -271,6 +293,7 @@ impl Error {
       Error::S3 { key, .. } => key.as_deref(),
       Error::ObjectChanged { key, .. }
       | Error::Truncated { key, .. }
+      | Error::ChecksumMismatch { key, .. }
       | Error::PathOutsideDestination { key, .. }
       | Error::BodyInterrupted { key, .. } => Some(key),
       Error::AbortFailed { key, .. } => Some(key),

@@ -8,6 +8,7 @@
 //! - a call's cancellation is one token that every task observes.
 
 mod body;
+mod checksum;
 mod client;
 pub mod config;
 mod download;
@@ -24,7 +25,7 @@ mod upload;
 use std::time::Duration;
 
 pub use client::Engine;
-pub use config::{ChecksumMode, ClientConfig, StaticCredentials};
+pub use config::{ChecksumAlgorithm, ChecksumMode, ClientConfig, StaticCredentials};
 pub use download::{Conflict, DownloadObject, DownloadRequest, DownloadSource};
 pub use error::{Error, Result};
 pub use progress::{Progress, ProgressSink, ProgressState, Summary};

@@ -55,6 +55,7 @@ impl TempFile {
     let unique = format!("{:x}-{:x}", std::process::id(), NEXT.fetch_add(1, Relaxed));
     let path = dest.with_file_name(format!(".{name}.{unique}.s3ferry-part"));
     let file = std::fs::OpenOptions::new()
+      .read(true) // for checksum verification by a second pass
       .write(true)
       .create_new(true)
       .open(&path)

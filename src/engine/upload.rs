@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumType, CompletedMultipartUpload, CompletedPart};
 use futures_util::{stream, StreamExt, TryStreamExt};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -106,6 +106,12 @@ fn validate_key(key: &str, what: &str) -> Result<()> {
 }
 
 impl Engine {
+  /// The checksum uploads send: the configured algorithm under `WhenSupported`, none under `WhenRequired`
+  /// (no request this library sends requires one).
+  fn checksum_algorithm(&self) -> Option<ChecksumAlgorithm> {
+    (self.config().effective_checksum() == ChecksumMode::WhenSupported).then(|| self.config().checksum_algorithm.sdk())
+  }
+
   /// Uploads files. Resolves when every file is stored; on failure or cancel, files already stored stay, and
   /// no multipart upload of this call is left on the server.
   pub async fn upload(self: &Arc<Self>, request: UploadRequest, control: Control) -> Result<super::Summary> {
@@ -193,6 +199,7 @@ impl Engine {
         .bucket(bucket)
         .key(&file.key)
         .content_length(file.size as i64)
+        .set_checksum_algorithm(self.checksum_algorithm())
         .body(body.into_byte_stream(call.progress.range()));
       let (sent, attempts) = counting(put.send()).await;
       sent.map_err(|e| match stamp.changed() {
@@ -216,14 +223,19 @@ impl Engine {
   ) -> Result<()> {
     let s3 = self.s3().await?.clone();
     let bucket = &*call.bucket;
-    let with_checksum = self.config().effective_checksum() == ChecksumMode::WhenSupported;
+    let algorithm = self.checksum_algorithm();
     // Waiting for a slot may be cut short by a cancel, but once sent, CreateMultipartUpload is awaited: dropping
     // it mid-flight could leave an upload the server created and whose id we never learn. A cancel that arrives
     // meanwhile is seen right after, and the upload is aborted below like any other.
     let slot = or_cancelled(stop, async { Ok(self.request_slot().await) }).await?;
-    let mut req = s3.create_multipart_upload().bucket(bucket).key(&file.key);
-    if with_checksum {
-      req = req.checksum_algorithm(ChecksumAlgorithm::Crc32);
+    let mut req = s3
+      .create_multipart_upload()
+      .bucket(bucket)
+      .key(&file.key)
+      .set_checksum_algorithm(algorithm.clone());
+    if algorithm.is_some() {
+      // A full-object checksum (S3 combines the parts' CRCs), so a download in any ranges can be verified.
+      req = req.checksum_type(ChecksumType::FullObject);
     }
     let (sent, attempts) = counting(req.send()).await;
     let created = sent
@@ -233,7 +245,7 @@ impl Engine {
 
     let result = or_cancelled(
       stop,
-      self.send_parts_and_complete(&s3, call, file, &upload_id, opened, concurrency, with_checksum),
+      self.send_parts_and_complete(&s3, call, file, &upload_id, opened, concurrency, algorithm),
     )
     .await;
     if let Err(cause) = result {
@@ -272,7 +284,7 @@ impl Engine {
     upload_id: &str,
     opened: Arc<std::fs::File>,
     concurrency: usize,
-    with_checksum: bool,
+    algorithm: Option<ChecksumAlgorithm>,
   ) -> Result<()> {
     let bucket = &*call.bucket;
     let part_size = self.config().part_size_for(file.size);
@@ -291,17 +303,15 @@ impl Engine {
           throttle: call.throttle.clone(),
           stamp: stamp.clone(),
         };
-        let mut req = s3
+        let req = s3
           .upload_part()
           .bucket(bucket)
           .key(&file.key)
           .upload_id(upload_id)
           .part_number(number)
           .content_length(range.len as i64)
+          .set_checksum_algorithm(algorithm.clone())
           .body(range.into_byte_stream(call.progress.range()));
-        if with_checksum {
-          req = req.checksum_algorithm(ChecksumAlgorithm::Crc32);
-        }
         let (bucket, key, stamp, path) = (bucket.to_owned(), file.key.clone(), stamp.clone(), path.clone());
         async move {
           let out = {
@@ -325,6 +335,8 @@ impl Engine {
               .part_number(number)
               .set_e_tag(out.e_tag().map(str::to_owned))
               .set_checksum_crc32(out.checksum_crc32().map(str::to_owned))
+              .set_checksum_crc32_c(out.checksum_crc32_c().map(str::to_owned))
+              .set_checksum_crc64_nvme(out.checksum_crc64_nvme().map(str::to_owned))
               .build(),
           )
         }
@@ -340,7 +352,8 @@ impl Engine {
       .bucket(bucket)
       .key(&file.key)
       .upload_id(upload_id)
-      .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(completed)).build());
+      .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(completed)).build())
+      .set_checksum_type(algorithm.map(|_| ChecksumType::FullObject));
     let (sent, attempts) = counting(complete.send()).await;
     sent
       .map_err(|e| Error::from_sdk("CompleteMultipartUpload", bucket, Some(&file.key), e).after_attempts(attempts))?;
