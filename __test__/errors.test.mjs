@@ -2,13 +2,13 @@
 // errors raised before any request, and secrets that never appear in any of them.
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
-import { chmodSync, mkdirSync, writeFileSync } from 'node:fs'
+import { chmodSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
 import path from 'node:path'
 import { test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { TransferClient, upload } from '../index.js'
-import { clientOptions, listKeys, makeBucket, server, tempDir } from './helpers.mjs'
+import { clientOptions, listKeys, makeBucket, server, tempDir, writeTree } from './helpers.mjs'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 
@@ -234,6 +234,32 @@ test('a key that would escape the destination directory is refused before anythi
     return true
   })
   assert.deepEqual(spawnSync('ls', ['-A', dir]).stdout.toString().trim().split('\n'), ['src'], 'nothing was written')
+})
+
+test('a symlink in the destination tree that leads out of it is not followed; one that stays inside is', async () => {
+  const client = new TransferClient(await clientOptions())
+  const bucket = await makeBucket()
+  const dir = tempDir()
+  writeTree(path.join(dir, 'src'), { 'esc/passwd': 'evil', 'inner/ok.txt': 'fine' })
+  await client.upload({ bucket, localDir: path.join(dir, 'src'), keyPrefix: '' })
+  const out = path.join(dir, 'out')
+  const outside = path.join(dir, 'outside')
+  mkdirSync(path.join(out, 'real'), { recursive: true })
+  mkdirSync(outside)
+  symlinkSync(outside, path.join(out, 'esc'))
+  symlinkSync(path.join(out, 'real'), path.join(out, 'inner'))
+  await assert.rejects(client.download({ bucket, keyPrefix: '', localDir: out }), (e) => {
+    assert.equal(e.code, 'ERR_PATH_OUTSIDE_DESTINATION')
+    assert.equal(e.key, 'esc/passwd')
+    return true
+  })
+  assert.deepEqual(spawnSync('ls', ['-A', outside]).stdout.toString().trim(), '', 'nothing was written outside')
+  // Without the escaping key, the inner link is followed like any directory.
+  const clean = await makeBucket()
+  await client.upload({ bucket: clean, files: [{ path: path.join(dir, 'src/inner/ok.txt'), key: 'inner/ok.txt' }] })
+  const r = await client.download({ bucket: clean, keyPrefix: '', localDir: out })
+  assert.equal(r.files, 1)
+  assert.equal(readFileSync(path.join(out, 'real', 'ok.txt'), 'utf8'), 'fine')
 })
 
 test('no credentials anywhere: ERR_CREDENTIALS, without stalling on instance metadata', async () => {

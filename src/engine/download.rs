@@ -20,7 +20,7 @@ use super::client::Engine;
 use super::config::{ChecksumAlgorithm, MAX_REQUESTS_PER_FILE};
 use super::error::{Error, Result};
 use super::log::counting;
-use super::paths::{copy_name, destination_for, TempFile};
+use super::paths::{check_contained, conflicting_destinations, copy_name, destination_for, TempFile};
 use super::progress::{ProgressState, RangeProgress};
 use super::scheduler::{blocking, joined, or_cancelled, run_jobs, spawn_abortable, Job};
 use super::{validate_bucket, Call, Control};
@@ -139,8 +139,12 @@ impl Engine {
           progress: progress.clone(),
           throttle: self.throttle_for(&control),
         });
+        let root = match &request.source {
+          DownloadSource::Prefix { local_dir, .. } => Some(Arc::new(local_dir.clone())),
+          DownloadSource::Objects(_) => None,
+        };
         self
-          .download_entries(call, entries, request.conflict, &control.cancel)
+          .download_entries(call, entries, request.conflict, root, &control.cancel)
           .await
       })
       .await;
@@ -192,6 +196,16 @@ impl Engine {
             }
           }
         }
+        if let Some((first, second)) =
+          conflicting_destinations(entries.iter().map(|e| (e.key.as_str(), e.dest.as_path())))
+        {
+          let path = entries
+            .iter()
+            .find(|e| e.key == second)
+            .map(|e| e.dest.clone())
+            .unwrap_or_default();
+          return Err(Error::DestinationConflict { first, second, path });
+        }
         Ok(entries)
       }
     }
@@ -202,6 +216,7 @@ impl Engine {
     call: Arc<Call>,
     entries: Vec<Entry>,
     conflict: Conflict,
+    root: Option<Arc<PathBuf>>,
     cancel: &CancellationToken,
   ) -> Result<()> {
     let budget = Arc::new(Semaphore::new(
@@ -218,12 +233,13 @@ impl Engine {
           }
           _ => 1,
         };
-        let (engine, call, dirs, budget) = (self.clone(), call.clone(), dirs.clone(), budget.clone());
+        let (engine, call, dirs, budget, root) =
+          (self.clone(), call.clone(), dirs.clone(), budget.clone(), root.clone());
         Job {
           weight,
           run: move |stop: CancellationToken, slots: usize| async move {
             if engine
-              .download_one(call.clone(), entry, conflict, &dirs, &budget, slots, &stop)
+              .download_one(call.clone(), entry, conflict, root, &dirs, &budget, slots, &stop)
               .await?
             {
               call.progress.file_done();
@@ -243,6 +259,7 @@ impl Engine {
     call: Arc<Call>,
     entry: Entry,
     conflict: Conflict,
+    root: Option<Arc<PathBuf>>,
     dirs: &Mutex<HashSet<PathBuf>>,
     budget: &Arc<Semaphore>,
     slots: usize,
@@ -251,8 +268,13 @@ impl Engine {
     let dest = entry.dest.clone();
     let parent = dest.parent().map(Path::to_path_buf).unwrap_or_default();
     let need_dir = !parent.as_os_str().is_empty() && !dirs.lock().unwrap().contains(&parent);
-    // Before anything is fetched: skip or refuse an existing destination.
+    let key = entry.key.clone();
+    // Before anything is fetched: skip or refuse an existing destination; for a prefix download, refuse a
+    // directory reached through a symlink out of the destination tree.
     let prepared = blocking(move || {
+      if let (true, Some(root)) = (need_dir, &root) {
+        check_contained(root, &parent, &key)?;
+      }
       if matches!(conflict, Conflict::Skip | Conflict::Error) && std::fs::symlink_metadata(&dest).is_ok() {
         return match conflict {
           Conflict::Skip => Ok(None),

@@ -82,6 +82,18 @@ pub enum Error {
     local_dir: PathBuf,
   },
 
+  /// Two listed keys would write the same local file (`a//b` and `a/b`), or one needs a directory where the
+  /// other is a file (`a` and `a/b`). Found before anything is fetched.
+  #[error("keys '{first}' and '{second}' would both be written to '{}'", path.display())]
+  DestinationConflict {
+    /// The key listed first.
+    first: String,
+    /// The key that collides with it.
+    second: String,
+    /// The local path they share.
+    path: PathBuf,
+  },
+
   /// A download destination already exists and the conflict policy is `Error`.
   #[error("'{}' already exists (conflict policy: error)", path.display())]
   DestinationExists {
@@ -169,6 +181,7 @@ impl Error {
       Error::PathOutsideDestination { .. } => "ERR_PATH_OUTSIDE_DESTINATION".to_owned(),
       Error::ObjectChanged { .. } => "ERR_OBJECT_CHANGED".to_owned(),
       Error::DestinationExists { .. } => "ERR_DESTINATION_EXISTS".to_owned(),
+      Error::DestinationConflict { .. } => "ERR_DESTINATION_CONFLICT".to_owned(),
       Error::FileChanged { .. } => "ERR_FILE_CHANGED".to_owned(),
       Error::Truncated { .. } => "ERR_TRUNCATED".to_owned(),
       Error::ChecksumMismatch { .. } => "ERR_CHECKSUM_MISMATCH".to_owned(),
@@ -295,6 +308,7 @@ impl Error {
       | Error::Truncated { key, .. }
       | Error::ChecksumMismatch { key, .. }
       | Error::PathOutsideDestination { key, .. }
+      | Error::DestinationConflict { second: key, .. }
       | Error::BodyInterrupted { key, .. } => Some(key),
       Error::AbortFailed { key, .. } => Some(key),
       _ => None,
@@ -304,7 +318,10 @@ impl Error {
   /// The local path this error concerns, if any.
   pub fn path(&self) -> Option<&std::path::Path> {
     match self {
-      Error::Io { path, .. } | Error::FileChanged { path } | Error::DestinationExists { path } => Some(path),
+      Error::Io { path, .. }
+      | Error::FileChanged { path }
+      | Error::DestinationExists { path }
+      | Error::DestinationConflict { path, .. } => Some(path),
       Error::AbortFailed { source, .. } => source.path(),
       _ => None,
     }

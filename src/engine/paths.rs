@@ -33,6 +33,65 @@ pub fn destination_for(local_dir: &Path, prefix: &str, key: &str) -> Result<Opti
   Ok((segments > 0).then_some(path))
 }
 
+/// Checks, before `dir` is created, that no symlink among its existing ancestors (below `local_dir`) leads
+/// out of `local_dir`: a link in the destination tree to `/etc` must not make a key land in `/etc`. Links that
+/// stay inside the tree are followed. Runs on a blocking thread; one `lstat` per existing component, and the
+/// caller checks each directory once.
+pub fn check_contained(local_dir: &Path, dir: &Path, key: &str) -> Result<()> {
+  let outside = || Error::PathOutsideDestination {
+    key: key.to_owned(),
+    local_dir: local_dir.to_owned(),
+  };
+  let Ok(rel) = dir.strip_prefix(local_dir) else {
+    return Err(outside());
+  };
+  let mut root: Option<PathBuf> = None;
+  let mut at = local_dir.to_path_buf();
+  for part in rel.components() {
+    at.push(part);
+    match std::fs::symlink_metadata(&at) {
+      Err(_) => return Ok(()), // from here on, created by us as real directories
+      Ok(meta) if meta.file_type().is_symlink() => {
+        let root = match &root {
+          Some(r) => r,
+          None => root.insert(
+            local_dir
+              .canonicalize()
+              .map_err(|e| Error::io("resolve", local_dir, e))?,
+          ),
+        };
+        let target = at.canonicalize().map_err(|e| Error::io("resolve", &at, e))?;
+        if !target.starts_with(root) {
+          return Err(outside());
+        }
+      }
+      Ok(_) => {}
+    }
+  }
+  Ok(())
+}
+
+/// Two listed keys that would write the same file (`a//b` and `a/b`), or a file where another key needs a
+/// directory (`a` and `a/b`): the pair, found before anything is fetched.
+pub fn conflicting_destinations<'a>(entries: impl Iterator<Item = (&'a str, &'a Path)>) -> Option<(String, String)> {
+  let mut files = std::collections::HashMap::new();
+  let mut dirs = std::collections::HashMap::new();
+  for (key, dest) in entries {
+    if let Some(other) = files.insert(dest, key).or_else(|| dirs.get(dest).copied()) {
+      return Some((other.to_owned(), key.to_owned()));
+    }
+    for dir in dest.ancestors().skip(1) {
+      if let Some(other) = files.get(dir) {
+        return Some(((*other).to_owned(), key.to_owned()));
+      }
+      if dirs.insert(dir, key).is_some() {
+        break; // its ancestors are recorded already
+      }
+    }
+  }
+  None
+}
+
 /// A temporary file beside a destination, removed on drop unless it was renamed into place. So a failure, a
 /// cancel or a panic never leaves a half-written file at the destination or a stray temporary beside it.
 #[derive(Debug)]
@@ -138,6 +197,40 @@ mod tests {
     );
     assert_eq!(destination_for(d, "job/", "job/dir/").unwrap(), None);
     assert_eq!(destination_for(d, "job/", "job/").unwrap(), None);
+  }
+
+  #[test]
+  fn symlinks_out_of_the_destination_are_refused_inside_ones_followed() {
+    let root = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let d = root.path();
+    std::fs::create_dir(d.join("real")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), d.join("out")).unwrap();
+    std::os::unix::fs::symlink(d.join("real"), d.join("in")).unwrap();
+    assert!(check_contained(d, &d.join("real/new/deeper"), "k").is_ok());
+    assert!(check_contained(d, &d.join("in/x"), "k").is_ok());
+    assert!(check_contained(d, d, "k").is_ok());
+    for dir in [d.join("out"), d.join("out/x/y")] {
+      let e = check_contained(d, &dir, "out/x/y/f").unwrap_err();
+      assert_eq!(e.code(), "ERR_PATH_OUTSIDE_DESTINATION");
+      assert_eq!(e.key(), Some("out/x/y/f"));
+    }
+  }
+
+  #[test]
+  fn keys_that_would_share_a_destination_are_found() {
+    let e =
+      |pairs: &[(&'static str, &'static str)]| conflicting_destinations(pairs.iter().map(|(k, p)| (*k, Path::new(*p))));
+    assert_eq!(e(&[("a/b", "/d/a/b"), ("a/c", "/d/a/c"), ("b", "/d/b")]), None);
+    assert_eq!(
+      e(&[("a/b", "/d/a/b"), ("a//b", "/d/a/b")]),
+      Some(("a/b".into(), "a//b".into()))
+    );
+    assert_eq!(e(&[("a", "/d/a"), ("a/b", "/d/a/b")]), Some(("a".into(), "a/b".into())));
+    assert_eq!(
+      e(&[("a/b/c", "/d/a/b/c"), ("a/b", "/d/a/b")]),
+      Some(("a/b/c".into(), "a/b".into()))
+    );
   }
 
   #[test]
