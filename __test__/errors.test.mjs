@@ -2,7 +2,7 @@
 // errors raised before any request, and secrets that never appear in any of them.
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
-import { chmodSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
+import { chmodSync, closeSync, ftruncateSync, mkdirSync, openSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
 import path from 'node:path'
 import { test } from 'node:test'
@@ -155,6 +155,45 @@ test('an unreadable file: EACCES with path (checked as an unprivileged user)', a
   assert.deepEqual(JSON.parse(r.stdout.trim()), { code: 'EACCES', path: file })
 })
 
+test('a destination directory that is not writable: EACCES with path, nothing fetched (checked as an unprivileged user)', async () => {
+  const opts = await clientOptions()
+  const client = new TransferClient(opts)
+  const bucket = await makeBucket()
+  const dir = tempDir()
+  writeFileSync(path.join(dir, 'f'), 'data')
+  await client.upload({ bucket, files: [{ path: path.join(dir, 'f'), key: 'k' }] })
+  const ro = path.join(dir, 'ro')
+  mkdirSync(ro)
+  chmodSync(ro, 0o555)
+  chmodSync(dir, 0o755)
+  const script = `
+    const { TransferClient } = require(${JSON.stringify(path.join(ROOT, 'index.js'))})
+    if (process.getuid() === 0) { process.setgid(65534); process.setuid(65534) }
+    const c = new TransferClient(${JSON.stringify(opts)})
+    c.download({ bucket: ${JSON.stringify(bucket)}, objects: [{ key: 'k', path: ${JSON.stringify(path.join(ro, 'k'))} }] })
+      .then(() => console.log('resolved'), (e) => console.log(JSON.stringify({ code: e.code, path: e.path })))`
+  const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8' })
+  assert.equal(r.status, 0, r.stderr)
+  assert.deepEqual(JSON.parse(r.stdout.trim()), { code: 'EACCES', path: path.join(ro, 'k') })
+  assert.deepEqual(spawnSync('ls', ['-A', ro]).stdout.toString(), '', 'nothing written')
+})
+
+test('a file larger than S3 allows (5 TiB, sparse here) is refused before any request', async () => {
+  const counting = await countingServer()
+  try {
+    const dir = tempDir()
+    const huge = path.join(dir, 'huge.bin')
+    const fd = openSync(huge, 'w')
+    ftruncateSync(fd, 5 * 1024 ** 4 + 1)
+    closeSync(fd)
+    const client = new TransferClient({ endpoint: counting.endpoint, forcePathStyle: true, credentials: { accessKeyId: 'a', secretAccessKey: 'b' } })
+    await assert.rejects(client.upload({ bucket: 'b', files: [{ path: huge, key: 'k' }] }), (e) => e.code === 'ERR_INVALID_ARG_VALUE' && /5 TiB/.test(e.message) && e.message.includes(huge))
+    assert.equal(counting.count(), 0, 'no connection was made')
+  } finally {
+    await counting.close()
+  }
+})
+
 test('bad options and requests: coded errors before any request is sent', async () => {
   const counting = await countingServer()
   try {
@@ -171,6 +210,7 @@ test('bad options and requests: coded errors before any request is sent', async 
     assert.throws(() => new TransferClient({ ...base, connectTimeoutMs: -1 }), (e) => value(e) && /connectTimeoutMs/.test(e.message))
     assert.throws(() => new TransferClient({ ...base, readTimeoutMs: Infinity }), value)
     assert.throws(() => new TransferClient({ ...base, multipartThreshold: 10 }), value)
+    assert.throws(() => new TransferClient({ ...base, multipartThreshold: 6 * 1024 ** 3 }), (e) => value(e) && /PutObject/.test(e.message))
     assert.throws(() => new TransferClient({ ...base, endpoint: 'ftp://x' }), (e) => value(e) && /endpoint/.test(e.message))
     assert.throws(() => new TransferClient({ ...base, maxPoolConnections: 'many' }), type)
     assert.throws(() => new TransferClient({ ...base, checksum: 'sometimes' }), type)

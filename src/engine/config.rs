@@ -43,6 +43,10 @@ pub const MIN_PART_SIZE: u64 = 5 * MIB;
 pub const MAX_PART_SIZE: u64 = 5 * 1024 * MIB;
 /// The most parts one multipart upload may have.
 pub const MAX_PARTS: u64 = 10_000;
+/// The largest object S3 stores (5 TiB), and so the largest file an upload accepts.
+pub const MAX_OBJECT_SIZE: u64 = 5 * 1024 * 1024 * MIB;
+/// The largest single PutObject S3 accepts: `multipartThreshold` may not exceed it.
+pub const MAX_PUT_SIZE: u64 = 5 * 1024 * MIB;
 /// The longest key S3 accepts, in UTF-8 bytes.
 pub const MAX_KEY_BYTES: usize = 1024;
 
@@ -173,9 +177,9 @@ impl ClientConfig {
         self.part_size
       )));
     }
-    if self.multipart_threshold < MIN_PART_SIZE {
+    if !(MIN_PART_SIZE..=MAX_PUT_SIZE).contains(&self.multipart_threshold) {
       return Err(Error::invalid_value(format!(
-        "multipartThreshold must be at least 5 MiB ({MIN_PART_SIZE}) bytes, got {}",
+        "multipartThreshold must be between 5 MiB ({MIN_PART_SIZE}) and 5 GiB ({MAX_PUT_SIZE}) bytes (S3's largest PutObject), got {}",
         self.multipart_threshold
       )));
     }

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::body::{FileRange, FileStamp};
 use super::client::Engine;
-use super::config::{ChecksumMode, MAX_KEY_BYTES, MAX_REQUESTS_PER_FILE};
+use super::config::{ChecksumMode, MAX_KEY_BYTES, MAX_OBJECT_SIZE, MAX_REQUESTS_PER_FILE};
 use super::error::{Error, Result};
 use super::log::counting;
 use super::progress::ProgressState;
@@ -124,6 +124,13 @@ impl Engine {
         }
         let source = request.source.clone();
         let (files, skipped) = or_cancelled(&control.cancel, blocking(move || plan(source))).await?;
+        if let Some(f) = files.iter().find(|f| f.size > MAX_OBJECT_SIZE) {
+          return Err(Error::invalid_value(format!(
+            "'{}' is {} bytes; S3 stores objects up to 5 TiB ({MAX_OBJECT_SIZE} bytes)",
+            f.path.display(),
+            f.size
+          )));
+        }
         for bytes in skipped {
           progress.skip(bytes);
         }
