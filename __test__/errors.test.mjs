@@ -2,7 +2,7 @@
 // errors raised before any request, and secrets that never appear in any of them.
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
-import { chmodSync, closeSync, ftruncateSync, mkdirSync, openSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
+import { chmodSync, closeSync, ftruncateSync, lstatSync, mkdirSync, openSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
 import path from 'node:path'
 import { test } from 'node:test'
@@ -294,12 +294,17 @@ test('a symlink in the destination tree that leads out of it is not followed; on
     return true
   })
   assert.deepEqual(spawnSync('ls', ['-A', outside]).stdout.toString().trim(), '', 'nothing was written outside')
-  // Without the escaping key, the inner link is followed like any directory.
+  // Without the escaping key, the inner link is followed like any directory; a destination that is itself a
+  // link to an outside file is replaced by the downloaded file, and the outside file keeps its content.
   const clean = await makeBucket()
   await client.upload({ bucket: clean, files: [{ path: path.join(dir, 'src/inner/ok.txt'), key: 'inner/ok.txt' }] })
+  writeFileSync(path.join(outside, 'target.txt'), 'orig')
+  symlinkSync(path.join(outside, 'target.txt'), path.join(out, 'real', 'ok.txt'))
   const r = await client.download({ bucket: clean, keyPrefix: '', localDir: out })
   assert.equal(r.files, 1)
   assert.equal(readFileSync(path.join(out, 'real', 'ok.txt'), 'utf8'), 'fine')
+  assert.ok(!lstatSync(path.join(out, 'real', 'ok.txt')).isSymbolicLink())
+  assert.equal(readFileSync(path.join(outside, 'target.txt'), 'utf8'), 'orig')
 })
 
 test('no credentials anywhere: ERR_CREDENTIALS, without stalling on instance metadata', async () => {
