@@ -1,6 +1,6 @@
 // `npm run bench`: s3-ferry side by side with its peers, one run, same local server, same data.
 //
-//   npm run bench                                   # W1 + W2, 3 runs each, s3-ferry vs @aws-sdk/lib-storage
+//   npm run bench                                   # W1 + W2, 3 runs each, s3-ferry vs lib-storage and OpenDAL
 //   npm run bench -- --workloads W2 --runs 5 --tools s3-ferry
 //
 // Each transfer runs in its own process (bench/transfer.mjs) so its CPU seconds and peak RSS are its own; the
@@ -21,7 +21,7 @@ const { values: opts } = parseArgs({
   options: {
     workloads: { type: 'string', default: 'W1,W2' },
     runs: { type: 'string', default: '3' },
-    tools: { type: 'string', default: 's3-ferry,lib-storage' },
+    tools: { type: 'string', default: 's3-ferry,lib-storage,opendal' },
     'skip-build': { type: 'boolean', default: false },
     'no-warm': { type: 'boolean', default: false },
   },
@@ -55,6 +55,14 @@ const WORKLOADS = {
   W1: { title: 'W1 one 1 GiB file', files: () => [['scene.bin', 1024 * MiB]] },
   W2: { title: 'W2 2000 × 64 KiB', files: () => Array.from({ length: 2000 }, (_, i) => [`t/${i % 40}/f${i}.bin`, 64 * 1024]) },
   W3: { title: 'W3 200 × 4 MiB', files: () => Array.from({ length: 200 }, (_, i) => [`m/f${i}.bin`, 4 * MiB]) },
+  // A render job's bundle: a few big scenes and thousands of small textures (1-100 KiB, spread evenly).
+  W4: {
+    title: 'W4 3 × 200 MB + 5000 × 1-100 KiB',
+    files: () => [
+      ...Array.from({ length: 3 }, (_, i) => [`scenes/s${i}.bin`, 200_000_000]),
+      ...Array.from({ length: 5000 }, (_, i) => [`tex/${i % 50}/t${i}.bin`, 1024 * (1 + ((i * 7919) % 100))]),
+    ],
+  },
 }
 
 function ensureData(name) {
@@ -109,7 +117,8 @@ try {
     const srcHashes = hashTree(src)
     const workloadBytes = WORKLOADS[w].files().reduce((a, [, size]) => a + size, 0)
     for (let run = 0; run < RUNS; run++) {
-      const order = run % 2 ? [...TOOLS].reverse() : TOOLS
+      // Rotate who goes first, so no tool always follows the same one.
+      const order = TOOLS.map((_, i) => TOOLS[(i + run) % TOOLS.length])
       for (const tool of order) {
         const prefix = `${tool}/${w}/r${run}/`
         for (const direction of ['upload', 'download']) {
