@@ -1,6 +1,6 @@
 // `npm run bench`: s3-ferry side by side with its peers, one run, same local server, same data.
 //
-//   npm run bench                                   # W1 + W2, 3 runs each, s3-ferry vs lib-storage and OpenDAL
+//   npm run bench                                   # W1 + W2, 3 runs each, s3-ferry vs lib-storage, OpenDAL, CRT
 //   npm run bench -- --workloads W2 --runs 5 --tools s3-ferry
 //
 // Each transfer runs in its own process (bench/transfer.mjs) so its CPU seconds and peak RSS are its own; the
@@ -21,7 +21,7 @@ const { values: opts } = parseArgs({
   options: {
     workloads: { type: 'string', default: 'W1,W2' },
     runs: { type: 'string', default: '3' },
-    tools: { type: 'string', default: 's3-ferry,lib-storage,opendal' },
+    tools: { type: 'string', default: 's3-ferry,lib-storage,opendal,crt' },
     'skip-build': { type: 'boolean', default: false },
     'no-warm': { type: 'boolean', default: false },
   },
@@ -32,6 +32,24 @@ const TOOLS = opts.tools.split(',')
 
 ensureNpmDeps()
 if (!opts['skip-build']) buildAddon({ release: true })
+
+// The AWS CRT's S3 client is the speed reference of the AWS SDKs; its Python binding (PyPI `awscrt`) goes into
+// a venv under .cache/ the first time (a wheel, no build).
+const CRT_VERSION = '0.38.0'
+const CRT_PYTHON = path.join(ROOT, '.cache', `awscrt-${CRT_VERSION}`, 'bin', 'python')
+if (TOOLS.includes('crt') && !existsSync(CRT_PYTHON)) {
+  console.error(`[bench] installing awscrt ${CRT_VERSION} into .cache/`)
+  const venv = path.dirname(path.dirname(CRT_PYTHON))
+  for (const [cmd, args] of [['python3', ['-m', 'venv', venv]], [path.join(venv, 'bin', 'pip'), ['install', '-q', '--disable-pip-version-check', `awscrt==${CRT_VERSION}`]]]) {
+    const r = spawnSync(cmd, args, { stdio: 'inherit' })
+    if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed`)
+  }
+}
+/** The command that runs one transfer of `tool` in its own process. */
+const transferCommand = (tool, cfg) =>
+  tool === 'crt'
+    ? [CRT_PYTHON, [path.join(ROOT, 'bench', 'crt_transfer.py'), JSON.stringify(cfg)]]
+    : [process.execPath, [path.join(ROOT, 'bench', 'transfer.mjs'), JSON.stringify(cfg)]]
 const { startS3Server } = await import('../scripts/s3-server.mjs')
 const { S3Client, CreateBucketCommand } = await import('@aws-sdk/client-s3')
 
@@ -126,7 +144,7 @@ try {
           const cfg = { tool, direction, endpoint: server.endpoint, region: server.region, credentials: server.credentials, bucket, prefix, localDir }
           if (direction === 'download' && !opts['no-warm']) warmMemory(workloadBytes)
           const s0 = cpuOf(server.pid)
-          const r = spawnSync(process.execPath, [path.join(ROOT, 'bench', 'transfer.mjs'), JSON.stringify(cfg)], {
+          const r = spawnSync(...transferCommand(tool, cfg), {
             encoding: 'utf8',
             env: { ...process.env, AWS_EC2_METADATA_DISABLED: 'true' },
           })
