@@ -1,7 +1,7 @@
 // `npm run bench`: s3-ferry side by side with its peers, one run, same local server, same data.
 //
 //   npm run bench                                   # W1 + W2, 3 runs each, s3-ferry vs lib-storage, OpenDAL, CRT
-//   npm run bench -- --workloads W2 --runs 5 --tools s3-ferry
+//   npm run bench -- --workloads W2 --runs 5 --tools s3-ferry   (W1-W4; --upload-server seaweedfs)
 //
 // Each transfer runs in its own process (bench/transfer.mjs) so its CPU seconds and peak RSS are its own; the
 // server's CPU seconds are read from /proc, since on 2 cores client and server share the machine. Tools
@@ -24,6 +24,7 @@ const { values: opts } = parseArgs({
     tools: { type: 'string', default: 's3-ferry,lib-storage,opendal,crt' },
     'skip-build': { type: 'boolean', default: false },
     'no-warm': { type: 'boolean', default: false },
+    'upload-server': { type: 'string', default: 's3s-fs' },
   },
 })
 const MiB = 1024 * 1024
@@ -122,33 +123,68 @@ function warmMemory(bytes) {
   spawnSync(process.execPath, ['-e', `const keep = []; for (let i = 0; i < ${mib}; i += 256) keep.push(Buffer.alloc(256 * 2 ** 20, 1))`])
 }
 
+// This VM hands freed guest pages back to the host at once (free page reporting, `min_free_ms = 0`), so the
+// next allocation faults them in again from the host: a download's page cache then costs twice the CPU, and
+// whichever tool runs after a big `rm` pays it. Where the knob exists and is writable, freed pages are kept for
+// ten minutes during the run (restored after), so warmMemory() works and every tool writes into warm pages.
+const PAGE_REPORTING = '/sys/module/page_reporting/parameters/min_free_ms'
+let pageReportingWas = null
+try {
+  pageReportingWas = readFileSync(PAGE_REPORTING, 'utf8').trim()
+  writeFileSync(PAGE_REPORTING, '600000')
+} catch {
+  pageReportingWas = null
+}
+const restorePageReporting = () => pageReportingWas !== null && writeFileSync(PAGE_REPORTING, pageReportingWas)
+process.on('exit', restorePageReporting)
+
+// The server per direction, so that it is not what the figure measures: SeaweedFS spends ~13 CPU-s per GiB
+// received and ~1.3 per GiB sent; s3s-fs ~8 per GiB received. Uploads go to s3s-fs (unless --upload-server
+// seaweedfs), downloads come from SeaweedFS: every tool downloads the same objects, stored once per workload by
+// s3-ferry with full-object CRC64NVME checksums, so the tools that verify them (s3-ferry, the CRT) pay for it.
+const bucket = 'bench'
 const server = await startS3Server()
+const { startS3sFs } = await import('./s3s-fs.mjs')
+const uploadServer = opts['upload-server'] === 's3s-fs' ? await startS3sFs(bucket) : server
+const SERVER_NAMES = { upload: uploadServer === server ? 'SeaweedFS 4.48' : 's3s-fs 0.14.1', download: 'SeaweedFS 4.48' }
 const results = [] // { workload, direction, tool, seconds, cpuSeconds, maxRssMiB, serverCpu, files, bytes }
 try {
-  const bucket = 'bench'
   await new S3Client({ endpoint: server.endpoint, region: server.region, forcePathStyle: true, credentials: server.credentials }).send(
     new CreateBucketCommand({ Bucket: bucket }),
   )
+  const { TransferClient } = await import('../index.js')
+  const seeder = new TransferClient({ endpoint: server.endpoint, region: server.region, forcePathStyle: true, credentials: server.credentials, checksum: 'whenSupported' })
   const scratch = path.join(os.tmpdir(), `s3-ferry-bench-${process.pid}`)
   for (const w of opts.workloads.split(',')) {
     const src = ensureData(w)
     const srcHashes = hashTree(src)
     const workloadBytes = WORKLOADS[w].files().reduce((a, [, size]) => a + size, 0)
+    const seeded = `seed/${w}/`
+    await seeder.upload({ bucket, localDir: src, keyPrefix: seeded })
+    // One unmeasured upload first: the first upload into a freshly started server ran ~40% slower, whichever
+    // tool made it.
+    if (uploadServer !== server) {
+      const warm = new TransferClient({ endpoint: uploadServer.endpoint, region: uploadServer.region, forcePathStyle: true, credentials: uploadServer.credentials })
+      await warm.upload({ bucket, localDir: src, keyPrefix: `warmup/${w}/` })
+      uploadServer.clear(`warmup/${w}/`)
+    }
     for (let run = 0; run < RUNS; run++) {
       // Rotate who goes first, so no tool always follows the same one.
       const order = TOOLS.map((_, i) => TOOLS[(i + run) % TOOLS.length])
       for (const tool of order) {
-        const prefix = `${tool}/${w}/r${run}/`
         for (const direction of ['upload', 'download']) {
+          const target = direction === 'upload' ? uploadServer : server
+          const prefix = direction === 'upload' ? `${tool}/${w}/r${run}/` : seeded
           const localDir = direction === 'upload' ? src : path.join(scratch, `${tool}-${w}-${run}`)
-          const cfg = { tool, direction, endpoint: server.endpoint, region: server.region, credentials: server.credentials, bucket, prefix, localDir }
+          const cfg = { tool, direction, endpoint: target.endpoint, region: target.region, credentials: target.credentials, bucket, prefix, localDir }
           if (direction === 'download' && !opts['no-warm']) warmMemory(workloadBytes)
-          const s0 = cpuOf(server.pid)
+          const s0 = cpuOf(target.pid)
           const r = spawnSync(...transferCommand(tool, cfg), {
             encoding: 'utf8',
             env: { ...process.env, AWS_EC2_METADATA_DISABLED: 'true' },
           })
-          const serverCpu = cpuOf(server.pid) - s0
+          const serverCpu = cpuOf(target.pid) - s0
+          if (direction === 'upload' && target.clear) target.clear(prefix)
           const line = r.stdout.trim().split('\n').pop()
           if (r.status !== 0 || !line?.startsWith('{')) throw new Error(`${tool} ${direction} ${w} failed:\n${r.stderr}`)
           const m = JSON.parse(line)
@@ -166,11 +202,13 @@ try {
   }
 } finally {
   await server.stop()
+  if (uploadServer !== server) await uploadServer.stop()
+  restorePageReporting()
 }
 
 const cpuModel = (readFileSync('/proc/cpuinfo', 'utf8').match(/model name\s*:\s*(.*)/) || [])[1] || 'unknown CPU'
 const lines = [
-  `Benchmark ${new Date().toISOString().slice(0, 10)} on ${os.cpus().length} cores (${cpuModel}), ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}; server SeaweedFS ${'4.48'} on loopback (both directions); median of ${RUNS} runs.`,
+  `Benchmark ${new Date().toISOString().slice(0, 10)} on ${os.cpus().length} cores (${cpuModel}), ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}; servers on loopback: uploads to ${SERVER_NAMES.upload}, downloads from ${SERVER_NAMES.download}; median of ${RUNS} runs${pageReportingWas !== null ? '; free page reporting held off during the run' : ''}.`,
   '',
   '| workload | direction | tool | seconds | MB/s | files/s | ratio (s3-ferry ÷ tool, throughput) | client CPU s | server CPU s | peak RSS MiB |',
   '|---|---|---|---:|---:|---:|---:|---:|---:|---:|',

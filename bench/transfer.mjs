@@ -37,7 +37,9 @@ async function pool(items, limit, fn) {
 
 async function s3Ferry() {
   const { TransferClient } = await import('../index.js')
-  const client = new TransferClient({ endpoint: cfg.endpoint, region: cfg.region, forcePathStyle: true, credentials: cfg.credentials })
+  // S3_FERRY_BENCH_OPTIONS (JSON) adds client options, for experiments; the reported table uses the defaults.
+  const extra = JSON.parse(process.env.S3_FERRY_BENCH_OPTIONS || '{}')
+  const client = new TransferClient({ endpoint: cfg.endpoint, region: cfg.region, forcePathStyle: true, credentials: cfg.credentials, ...extra })
   return async () => {
     const r =
       cfg.direction === 'upload'

@@ -222,7 +222,10 @@ impl Engine {
         .content_length(file.size as i64)
         .set_checksum_algorithm(self.checksum_algorithm())
         .body(body);
-      let (sent, attempts) = counting(put.send()).await;
+      // UNSIGNED-PAYLOAD, as the SDK already does for streamed bodies: hashing the body for the signature costs
+      // the client a SHA-256 of every byte, and servers that check it another. Integrity comes from the
+      // checksum (under `whenSupported`) and TLS.
+      let (sent, attempts) = counting(put.customize().disable_payload_signing().send()).await;
       sent.map_err(|e| match stamp.is_some_and(FileStamp::changed) {
         true => Error::FileChanged {
           path: file.path.clone(),
