@@ -46,6 +46,19 @@ if (TOOLS.includes('crt') && !existsSync(CRT_PYTHON)) {
     if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed`)
   }
 }
+// OpenDAL's Node binding goes into .cache/bench-peers/, not devDependencies: its lock entries name platform
+// packages the registry does not serve for every platform, which `npm ci` refuses. Pinned to 0.49.2: newer
+// builds need glibc 2.38, which this Debian lacks.
+const OPENDAL_VERSION = '0.49.2'
+const PEERS = path.join(ROOT, '.cache', 'bench-peers')
+if (TOOLS.includes('opendal') && !existsSync(path.join(PEERS, 'node_modules', 'opendal', 'package.json'))) {
+  console.error(`[bench] installing opendal ${OPENDAL_VERSION} into .cache/bench-peers/`)
+  mkdirSync(PEERS, { recursive: true })
+  writeFileSync(path.join(PEERS, 'package.json'), JSON.stringify({ private: true }))
+  const r = spawnSync('npm', ['install', '--no-audit', '--no-fund', `opendal@${OPENDAL_VERSION}`], { cwd: PEERS, stdio: 'inherit' })
+  if (r.status !== 0) throw new Error('npm install opendal failed')
+}
+
 /** The command that runs one transfer of `tool` in its own process. */
 const transferCommand = (tool, cfg) =>
   tool === 'crt'

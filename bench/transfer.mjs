@@ -3,6 +3,7 @@
 // config: { tool, direction, endpoint, region, credentials, bucket, prefix, localDir }
 import { createReadStream, createWriteStream, mkdirSync, openSync, closeSync, readSync, writeSync, writeFileSync, readdirSync, readFileSync, statSync } from 'node:fs'
 import path from 'node:path'
+import { createRequire } from 'node:module'
 import { pipeline } from 'node:stream/promises'
 
 const cfg = JSON.parse(process.argv[2])
@@ -111,7 +112,8 @@ async function libStorage() {
 // OpenDAL's Node binding (a Rust core behind napi-rs, like s3-ferry): 32 files in flight; files above 8 MiB go
 // through its concurrent writer / reader, 8 parts of 8 MiB in flight, streamed to and from disk.
 async function openDal() {
-  const { Operator } = await import('opendal')
+  // Installed by bench/run.mjs into .cache/bench-peers/ (see there why not a devDependency).
+  const { Operator } = createRequire(path.join(import.meta.dirname, '..', '.cache', 'bench-peers', 'package.json'))('opendal')
   const op = new Operator('s3', {
     bucket: cfg.bucket, endpoint: cfg.endpoint, region: cfg.region, root: '/',
     access_key_id: cfg.credentials.accessKeyId, secret_access_key: cfg.credentials.secretAccessKey,
