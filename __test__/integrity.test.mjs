@@ -50,6 +50,7 @@ test('uploads store a whole-object checksum of the chosen algorithm, single PUT 
   const dir = tempDir()
   writeTree(dir, { 'small.bin': bytes(100_000, 3), 'big.bin': bytes(11 * MiB, 4) })
   const sdk = await s3()
+  const outs = tempDir('out')
   for (const [algorithm, field] of [[undefined, 'ChecksumCRC64NVME'], ['crc32c', 'ChecksumCRC32C'], ['crc32', 'ChecksumCRC32']]) {
     const client = new TransferClient(await clientOptions({ checksum: 'whenSupported', checksumAlgorithm: algorithm, partSize: 5 * MiB, multipartThreshold: 5 * MiB }))
     assert.equal(client.settings.checksumAlgorithm, algorithm ?? 'crc64nvme')
@@ -59,8 +60,8 @@ test('uploads store a whole-object checksum of the chosen algorithm, single PUT 
       assert.match(head[field] ?? '', /^[A-Za-z0-9+/]+=*$/, `${field} stored for ${name}`)
       if (name === 'big.bin') assert.equal(head.ChecksumType, 'FULL_OBJECT')
     }
-    await client.download({ bucket, keyPrefix: `${field}/`, localDir: path.join(dir, '..', `out-${field}`) })
-    assert.deepEqual(treeHashes(path.join(dir, '..', `out-${field}`)), treeHashes(dir))
+    await client.download({ bucket, keyPrefix: `${field}/`, localDir: path.join(outs, field) })
+    assert.deepEqual(treeHashes(path.join(outs, field)), treeHashes(dir))
   }
 })
 
