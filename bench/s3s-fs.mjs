@@ -34,10 +34,11 @@ async function freePort() {
   return port
 }
 
-/** Starts s3s-fs on loopback with bucket `bucket`; returns { endpoint, region, credentials, pid, clear(prefix), stop() }. */
-export async function startS3sFs(bucket) {
+/** Starts s3s-fs on loopback with bucket `bucket`, storing under `parent`; returns { endpoint, region,
+ * credentials, pid, clear(prefix), stop() }. */
+export async function startS3sFs(bucket, parent = os.tmpdir()) {
   const bin = ensureS3sFs()
-  const root = mkdtempSync(path.join(os.tmpdir(), 's3-ferry-s3sfs-'))
+  const root = mkdtempSync(path.join(parent, 's3-ferry-s3sfs-'))
   mkdirSync(path.join(root, bucket))
   const credentials = { accessKeyId: 'bench' + randomBytes(4).toString('hex'), secretAccessKey: randomBytes(16).toString('hex') }
   const port = await freePort()

@@ -23,6 +23,11 @@ pub const DEFAULT_SMALL_FILE_THRESHOLD_MULTIPLIER: usize = 20;
 /// this many requests in flight. Also the original system's UPLOAD/DOWNLOAD_MAX_CONCURRENCY.
 pub const MAX_REQUESTS_PER_FILE: usize = 10;
 
+/// Files up to this size move through memory in one piece: an upload reads the file whole in the trip to the
+/// blocking pool that opens it, a download writes, renames and is done in one trip. One trip per file instead of
+/// three each way, the largest cost per small file after the request itself; 50 in flight hold at most 50 MiB.
+pub const IN_MEMORY_MAX: u64 = MIB;
+
 /// The SDK's standard retry mode with five attempts: S3 asks clients to retry 500/503 with backoff, and three
 /// attempts (the SDK default) are often not enough for SlowDown bursts on a busy prefix.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::checksum::{self, FullObjectChecksum, RangeDigest};
 use super::client::Engine;
-use super::config::{ChecksumAlgorithm, MAX_REQUESTS_PER_FILE};
+use super::config::{ChecksumAlgorithm, IN_MEMORY_MAX, MAX_REQUESTS_PER_FILE};
 use super::error::{Error, Result};
 use super::log::counting;
 use super::paths::{check_contained, conflicting_destinations, copy_name, destination_for, TempFile};
@@ -678,10 +678,6 @@ impl Sink {
     }
   }
 }
-
-/// Objects up to this size (known from the listing) are fetched into memory and written in one trip to the
-/// blocking pool. 50 in flight hold at most 50 MiB.
-const IN_MEMORY_MAX: u64 = 1024 * 1024;
 
 /// Moves a complete temporary file into place under the conflict policy; `false` when `Skip` found the
 /// destination already there.

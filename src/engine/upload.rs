@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::body::{FileRange, FileStamp};
 use super::client::Engine;
-use super::config::{ChecksumMode, MAX_KEY_BYTES, MAX_OBJECT_SIZE, MAX_REQUESTS_PER_FILE};
+use super::config::{ChecksumMode, IN_MEMORY_MAX, MAX_KEY_BYTES, MAX_OBJECT_SIZE, MAX_REQUESTS_PER_FILE};
 use super::error::{Error, Result};
 use super::log::counting;
 use super::progress::ProgressState;
@@ -384,10 +384,6 @@ impl Engine {
     Ok(())
   }
 }
-
-/// Files up to this size are read into memory in the trip to the blocking pool that opens them, and sent from
-/// there: one trip per file instead of three (open, read, check after). 50 in flight hold at most 50 MiB.
-const IN_MEMORY_MAX: u64 = 1024 * 1024;
 
 /// Opens the file and checks it is still what was planned (one trip to the blocking pool).
 async fn open_checked(file: &Planned) -> Result<Arc<std::fs::File>> {
