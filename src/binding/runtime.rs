@@ -31,14 +31,12 @@ pub fn configured_threads() -> usize {
     }
   }
   if let Some(path) = settings::config_file_path(None) {
-    match settings::read_config_file(&path) {
-      Ok(s) => {
-        if let Some(n) = s.threads {
-          return (n as usize).min(256);
-        }
+    // A file that cannot be read or parsed is ignored here: the same error reaches the caller as
+    // ERR_INVALID_ARG_VALUE when a client reads the file.
+    if let Ok(s) = settings::read_config_file(&path) {
+      if let Some(n) = s.threads {
+        return (n as usize).min(256);
       }
-      // The same error reaches the caller as ERR_INVALID_ARG_VALUE when a client reads the file.
-      Err(_) => {}
     }
   }
   default_threads()

@@ -100,7 +100,7 @@ impl Intercept for RequestLog {
     let attempt = cfg.load::<RequestAttempts>().map(|a| a.attempts());
     if let Some(n) = attempt {
       // Outside `counting` (no scope) there is nothing to record.
-      let _ = ATTEMPTS.try_with(|c| c.set(n as u32));
+      let _ = ATTEMPTS.try_with(|c| c.set(n));
     }
     let Some(info) = cfg.load::<AttemptInfo>() else {
       return Ok(());

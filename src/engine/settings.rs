@@ -40,8 +40,11 @@ pub struct Settings {
   pub threads: Option<u64>,
 }
 
+/// Where a config-file key's value goes.
+type Field = fn(&mut Settings) -> &mut Option<u64>;
+
 /// Config-file keys and the settings they set. The first three are the original system's names.
-const KEYS: &[(&str, fn(&mut Settings) -> &mut Option<u64>)] = &[
+const KEYS: &[(&str, Field)] = &[
   ("s3_max_pool_connections", |s| &mut s.max_pool_connections),
   ("small_file_threshold_multiplier", |s| {
     &mut s.small_file_threshold_multiplier
