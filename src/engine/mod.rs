@@ -14,6 +14,7 @@ pub mod config;
 mod download;
 mod error;
 pub mod log;
+pub mod manifest;
 pub mod paths;
 mod progress;
 mod scheduler;
