@@ -15,6 +15,12 @@ import {
 } from '@aws-sdk/client-s3'
 
 let serverPromise
+// Registered at import, so it belongs to the whole file: registered inside the first test that needs the server
+// (as it was), it stopped the server as soon as that test ended, failing every later test of a file run on its
+// own, and leaving the server running when a run was interrupted.
+after(async () => {
+  if (serverPromise) await (await serverPromise).stop()
+})
 
 /** The server's settings: from `npm test`'s environment, else a server started for this process. */
 export async function server() {
@@ -35,7 +41,6 @@ export async function server() {
   if (!serverPromise) {
     const { startS3Server } = await import('../scripts/s3-server.mjs')
     serverPromise = startS3Server()
-    after(async () => (await serverPromise).stop())
   }
   return serverPromise
 }
