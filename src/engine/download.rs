@@ -268,24 +268,16 @@ impl Engine {
     if let Some(size) = entry.size.filter(|s| *s <= IN_MEMORY_MAX) {
       return self.download_small(call, entry, size, conflict, root, dirs, stop).await;
     }
-    let dest = entry.dest.clone();
-    let parent = dest.parent().map(Path::to_path_buf).unwrap_or_default();
-    let need_dir = !parent.as_os_str().is_empty() && !dirs.lock().unwrap().contains(&parent);
-    let key = entry.key.clone();
-    // Before anything is fetched: skip or refuse an existing destination; for a prefix download, refuse a
-    // directory reached through a symlink out of the destination tree.
+    let (dest, key) = (entry.dest.clone(), entry.key.clone());
+    let (parent, need_dir) = new_parent(&dest, dirs);
+    // Before anything is fetched: its directory (checked first; a no-op where the destination exists), then
+    // skip or refuse an existing destination.
     let prepared = blocking(move || {
-      if let (true, Some(root)) = (need_dir, &root) {
-        check_contained(root, &parent, &key)?;
-      }
-      if matches!(conflict, Conflict::Skip | Conflict::Error) && std::fs::symlink_metadata(&dest).is_ok() {
-        return match conflict {
-          Conflict::Skip => Ok(None),
-          _ => Err(Error::DestinationExists { path: dest }),
-        };
-      }
       if need_dir {
-        std::fs::create_dir_all(&parent).map_err(|e| Error::io("create directory", &parent, e))?;
+        make_dir(root.as_deref(), &parent, &key)?;
+      }
+      if skips_existing(&dest, conflict)? {
+        return Ok(None);
       }
       TempFile::create_beside(&dest).map(|t| Some((t, parent)))
     })
@@ -334,26 +326,17 @@ impl Engine {
   ) -> Result<bool> {
     if matches!(conflict, Conflict::Skip | Conflict::Error) {
       let dest = entry.dest.clone();
-      if blocking(move || Ok(std::fs::symlink_metadata(&dest).is_ok())).await? {
-        return match conflict {
-          Conflict::Skip => {
-            call.progress.skip_planned(size);
-            Ok(false)
-          }
-          _ => Err(Error::DestinationExists { path: entry.dest }),
-        };
+      if blocking(move || skips_existing(&dest, conflict)).await? {
+        call.progress.skip_planned(size);
+        return Ok(false);
       }
     }
     let data = or_cancelled(stop, self.fetch_small(&call, &entry, size)).await?;
-    let parent = entry.dest.parent().map(Path::to_path_buf).unwrap_or_default();
-    let need_dir = !parent.as_os_str().is_empty() && !dirs.lock().unwrap().contains(&parent);
+    let (parent, need_dir) = new_parent(&entry.dest, dirs);
     let (dest, key, dir) = (entry.dest, entry.key, parent.clone());
     let placed = blocking(move || {
       if need_dir {
-        if let Some(root) = &root {
-          check_contained(root, &dir, &key)?;
-        }
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
+        make_dir(root.as_deref(), &dir, &key)?;
       }
       let mut temp = TempFile::create_beside(&dest)?;
       temp
@@ -676,6 +659,34 @@ impl Sink {
         actual: actual.map_or_else(|| "(ranges incomplete)".to_owned(), |v| stored.algorithm.encode(v)),
       }),
     }
+  }
+}
+
+/// A destination's directory, and whether this call has not made (and checked) it yet.
+fn new_parent(dest: &Path, made: &Mutex<HashSet<PathBuf>>) -> (PathBuf, bool) {
+  let parent = dest.parent().map(Path::to_path_buf).unwrap_or_default();
+  let new = !parent.as_os_str().is_empty() && !made.lock().unwrap().contains(&parent);
+  (parent, new)
+}
+
+/// Makes a destination directory; for a prefix download (`root`), first refuses one reached through a symlink
+/// out of the destination tree. Blocking.
+fn make_dir(root: Option<&PathBuf>, dir: &Path, key: &str) -> Result<()> {
+  if let Some(root) = root {
+    check_contained(root, dir, key)?;
+  }
+  std::fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))
+}
+
+/// Before fetching: `true` when the destination exists and the policy is `Skip`; `ERR_DESTINATION_EXISTS` when
+/// it exists and the policy is `Error`. Blocking.
+fn skips_existing(dest: &Path, conflict: Conflict) -> Result<bool> {
+  if !matches!(conflict, Conflict::Skip | Conflict::Error) || std::fs::symlink_metadata(dest).is_err() {
+    return Ok(false);
+  }
+  match conflict {
+    Conflict::Skip => Ok(true),
+    _ => Err(Error::DestinationExists { path: dest.to_owned() }),
   }
 }
 
