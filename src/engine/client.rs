@@ -13,9 +13,11 @@ use aws_smithy_http_client::tls;
 use aws_smithy_types::retry::RetrySpec;
 use tokio::sync::{OnceCell, Semaphore, SemaphorePermit};
 
+use super::cache::Cache;
 use super::config::{ChecksumMode, ClientConfig};
 use super::error::{Error, Result};
 use super::log::RequestLog;
+use super::scheduler::blocking;
 use super::throttle::Bandwidth;
 use super::timeout::IdleTimeoutClient;
 
@@ -40,6 +42,8 @@ pub struct Engine {
   requests: Semaphore,
   /// The client's bandwidth cap, shared by all its calls.
   bandwidth: Option<Arc<Bandwidth>>,
+  /// The local cache, opened on first use (`None` inside: none configured, or it could not be opened).
+  cache: OnceCell<Option<Arc<Cache>>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -60,6 +64,7 @@ impl Engine {
       bandwidth: config.max_bandwidth.map(|b| Arc::new(Bandwidth::new(b))),
       config,
       s3: OnceCell::new(),
+      cache: OnceCell::new(),
     }))
   }
 
@@ -71,6 +76,37 @@ impl Engine {
   /// The S3 client, built on first use.
   pub(crate) async fn s3(&self) -> Result<&aws_sdk_s3::Client> {
     self.s3.get_or_try_init(|| build_s3(&self.config)).await
+  }
+
+  /// The local cache, opened on first use. A cache that cannot be opened (an unwritable directory, a corrupt
+  /// file) is logged and the client runs without one: it only ever saves work.
+  pub(crate) async fn cache(&self) -> Option<Arc<Cache>> {
+    let dir = self.config.cache_dir.clone()?;
+    self
+      .cache
+      .get_or_init(|| async move {
+        let opened = blocking(move || {
+          Cache::open(&dir).map_err(|e| Error::invalid_value(format!("cache '{}': {e}", dir.display())))
+        })
+        .await;
+        match opened {
+          Ok(cache) => Some(Arc::new(cache)),
+          Err(e) => {
+            tracing::warn!(target: "s3_ferry::cache", error = %e, "running without the cache");
+            None
+          }
+        }
+      })
+      .await
+      .clone()
+  }
+
+  /// Where this client's objects live, as the cache tells servers apart: endpoint (or AWS region) and bucket.
+  pub(crate) fn cache_scope(&self, bucket: &str) -> String {
+    match &self.config.endpoint {
+      Some(endpoint) => format!("{endpoint} {bucket}"),
+      None => format!("aws:{} {bucket}", self.config.region.as_deref().unwrap_or("")),
+    }
   }
 
   /// Waits for one of the client's request slots. Hold it until the response body has been read.

@@ -134,6 +134,8 @@ pub struct ClientConfig {
   pub checksum: Option<ChecksumMode>,
   /// Bytes per second for all transfers of the client together (uploads and downloads); `None` = no cap.
   pub max_bandwidth: Option<u64>,
+  /// Directory of the local cache (file hashes, keys seen in S3, multipart uploads to resume); `None`: no cache.
+  pub cache_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for ClientConfig {
@@ -156,6 +158,7 @@ impl Default for ClientConfig {
       checksum: None,
       checksum_algorithm: ChecksumAlgorithm::default(),
       max_bandwidth: None,
+      cache_dir: None,
     }
   }
 }
