@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use napi::bindgen_prelude::AbortSignal;
+use napi::bindgen_prelude::{AbortSignal, Either};
 use napi::threadsafe_function::ThreadsafeFunction;
 use napi::Status;
 use napi_derive::napi;
@@ -106,6 +106,11 @@ pub struct ClientOptions {
   /// `download_workers`, `part_size`, `multipart_threshold`, `max_attempts`, `connect_timeout_ms`, `read_timeout_ms`). Options given here override the
   /// file; the file overrides the built-in defaults. Default: `$S3_FERRY_CONFIG`, else none.
   pub config_file: Option<String>,
+  /// The local cache's directory: file hashes (by path, size and mtime), content keys seen in S3 (30 days),
+  /// and multipart uploads in progress, so an upload cut short by a crash or an outage resumes. `false`: no
+  /// cache. Default: `$S3_FERRY_CACHE_DIR`, else `$XDG_CACHE_HOME/s3-ferry`, else `~/.cache/s3-ferry`.
+  #[napi(ts_type = "string | false")]
+  pub cache_dir: Option<Either<String, bool>>,
 }
 
 /// A local file and the key it is uploaded to.
@@ -151,6 +156,10 @@ pub struct UploadRequest {
   pub progress_interval_ms: Option<f64>,
   /// This request's own bandwidth cap in bytes per second, instead of the client's.
   pub max_bandwidth: Option<f64>,
+  /// When the upload fails (not when it is cancelled), leave its unfinished multipart uploads on the server,
+  /// recorded in the cache, so the next upload of the same unchanged file to the same key sends only the
+  /// missing parts. Default `false`: a failure aborts them. An upload cut short by a crash is resumed either way.
+  pub resumable: Option<bool>,
 }
 
 /// What to download: `objects`, or `keyPrefix` + `localDir`.
@@ -237,6 +246,16 @@ impl ClientOptions {
         Some(ChecksumAlgorithmName::Crc32c) => ChecksumAlgorithm::Crc32c,
         Some(ChecksumAlgorithmName::Crc32) => ChecksumAlgorithm::Crc32,
       },
+      cache_dir: match self.cache_dir {
+        None | Some(Either::B(true)) => engine::cache::default_dir(),
+        Some(Either::B(false)) => None,
+        Some(Either::A(dir)) if dir.is_empty() => {
+          return Err(Error::invalid_value(
+            "cacheDir must be a non-empty path, or false for no cache",
+          ))
+        }
+        Some(Either::A(dir)) => Some(PathBuf::from(dir)),
+      },
       ..ClientConfig::default()
     };
     explicit.or(file).apply(&mut config);
@@ -319,6 +338,7 @@ impl CallRequest for UploadRequest {
     let request = engine::UploadRequest {
       bucket: std::mem::take(&mut self.bucket),
       source,
+      resumable: self.resumable.unwrap_or(false),
     };
     request.validate()?;
     Ok(request)

@@ -147,18 +147,30 @@ pub(crate) fn combine(algorithm: ChecksumAlgorithm, mut ranges: Vec<(u64, u64, u
 /// The CRC of a whole file, read from disk (for an object stored with another algorithm than the one computed
 /// while it was written).
 pub(crate) fn of_file(file: &std::fs::File, algorithm: ChecksumAlgorithm) -> std::io::Result<u64> {
+  of_range(file, 0, u64::MAX, algorithm)
+}
+
+/// The CRC of `len` bytes of a file from `offset` (fewer if the file ends first), read from disk.
+pub(crate) fn of_range(
+  file: &std::fs::File,
+  offset: u64,
+  len: u64,
+  algorithm: ChecksumAlgorithm,
+) -> std::io::Result<u64> {
   use std::os::unix::fs::FileExt;
   let mut digest = Digest::new(algorithm.crc());
   let mut buf = vec![0u8; 1 << 20];
-  let mut at = 0;
-  loop {
-    let n = file.read_at(&mut buf, at)?;
+  let mut done = 0;
+  while done < len {
+    let want = buf.len().min((len - done).min(usize::MAX as u64) as usize);
+    let n = file.read_at(&mut buf[..want], offset + done)?;
     if n == 0 {
-      return Ok(digest.finalize());
+      break;
     }
     digest.update(&buf[..n]);
-    at += n as u64;
+    done += n as u64;
   }
+  Ok(digest.finalize())
 }
 
 /// When a body error is the SDK's own response-checksum mismatch: the algorithm's name and the expected and

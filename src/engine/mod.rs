@@ -7,7 +7,9 @@
 //!   requests it keeps in flight (1 for a small file, up to 10 for a multipart one);
 //! - a call's cancellation is one token that every task observes.
 
+mod attachments;
 mod body;
+pub mod cache;
 mod checksum;
 mod client;
 pub mod config;
@@ -25,11 +27,12 @@ mod upload;
 
 use std::time::Duration;
 
+pub use attachments::{data_key, AttachmentDownload, AttachmentUpload, AttachmentUploadOutput};
 pub use client::Engine;
 pub use config::{ChecksumAlgorithm, ChecksumMode, ClientConfig, StaticCredentials};
 pub use download::{Conflict, DownloadObject, DownloadRequest, DownloadSource};
 pub use error::{Error, Result};
-pub use progress::{Progress, ProgressSink, ProgressState, Summary};
+pub use progress::{Phase, Progress, ProgressSink, ProgressState, Summary};
 pub use settings::Settings;
 pub use throttle::Bandwidth;
 pub use tokio_util::sync::CancellationToken;
@@ -95,6 +98,10 @@ struct Call {
   progress: std::sync::Arc<ProgressState>,
   /// The call's own cap, else the client's, else none.
   throttle: Option<std::sync::Arc<Bandwidth>>,
+  /// The client's cache, if it has one (multipart uploads are recorded there to be resumable).
+  cache: Option<std::sync::Arc<cache::Cache>>,
+  /// A multipart upload that fails (not cancelled) stays on the server, recorded, for the next call to resume.
+  keep_failed_uploads: bool,
 }
 
 /// S3 bucket names are 3-63 characters; S3-compatible stores are laxer, so only what can never work is refused.

@@ -1,12 +1,55 @@
 //! Progress accounting shared by every task of one transfer call, and its coalesced reporting.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// What a call is doing. Plain uploads and downloads are in one phase throughout; content-addressed uploads and
+/// manifest downloads hash and check first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(u8)]
+pub enum Phase {
+  /// Hashing local files (`hashed_*` counters move).
+  Hashing = 0,
+  /// Asking S3 which content it already has.
+  Checking = 1,
+  /// Sending (`transferred_bytes` moves).
+  #[default]
+  Uploading = 2,
+  /// Fetching.
+  Downloading = 3,
+}
+
+impl Phase {
+  fn from_u8(v: u8) -> Phase {
+    match v {
+      0 => Phase::Hashing,
+      1 => Phase::Checking,
+      3 => Phase::Downloading,
+      _ => Phase::Uploading,
+    }
+  }
+
+  /// The name JavaScript sees.
+  pub fn name(self) -> &'static str {
+    match self {
+      Phase::Hashing => "hashing",
+      Phase::Checking => "checking",
+      Phase::Uploading => "uploading",
+      Phase::Downloading => "downloading",
+    }
+  }
+}
 
 /// One progress event.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Progress {
+  /// What the call is doing now.
+  pub phase: Phase,
+  /// Files hashed so far (read and hashed now, or found in the cache).
+  pub hashed_files: u64,
+  /// Bytes of the files hashed so far.
+  pub hashed_bytes: u64,
   /// Bytes moved so far (never decreases; a retried part is not counted twice).
   pub transferred_bytes: u64,
   /// Bytes to move in all (grows as sizes are discovered for explicit download lists).
@@ -26,6 +69,14 @@ pub struct Progress {
 /// What a finished call resolves to.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Summary {
+  /// The last phase the call was in.
+  pub phase: Phase,
+  /// Files hashed (content-addressed uploads, manifest downloads' existing files).
+  pub hashed_files: u64,
+  /// Bytes hashed.
+  pub hashed_bytes: u64,
+  /// Bytes of multipart uploads resumed: already on the server, verified, not sent again.
+  pub resumed_bytes: u64,
   /// Files transferred.
   pub files: u64,
   /// Bytes transferred.
@@ -52,6 +103,10 @@ pub struct ProgressState {
   total_files: AtomicU64,
   skipped_files: AtomicU64,
   skipped_bytes: AtomicU64,
+  hashed_files: AtomicU64,
+  hashed_bytes: AtomicU64,
+  resumed_bytes: AtomicU64,
+  phase: AtomicU8,
   /// Set once the call knows its files (and, where it can, their bytes); no event goes out before.
   planned: AtomicBool,
   started: Instant,
@@ -67,6 +122,10 @@ impl ProgressState {
       total_files: AtomicU64::new(0),
       skipped_files: AtomicU64::new(0),
       skipped_bytes: AtomicU64::new(0),
+      hashed_files: AtomicU64::new(0),
+      hashed_bytes: AtomicU64::new(0),
+      resumed_bytes: AtomicU64::new(0),
+      phase: AtomicU8::new(Phase::Uploading as u8),
       planned: AtomicBool::new(false),
       started: Instant::now(),
     })
@@ -105,6 +164,30 @@ impl ProgressState {
     self.skip(bytes);
   }
 
+  /// Enters a phase.
+  pub fn set_phase(&self, phase: Phase) {
+    self.phase.store(phase as u8, Relaxed);
+  }
+
+  /// Records bytes hashed (or a file's bytes whose hash was found in the cache).
+  pub fn hashed(&self, bytes: u64) {
+    self.hashed_bytes.fetch_add(bytes, Relaxed);
+  }
+
+  /// Records a file hashed (or whose hash was found in the cache).
+  pub fn hashed_file(&self) {
+    self.hashed_files.fetch_add(1, Relaxed);
+  }
+
+  /// Bytes already on the server (a resumed multipart upload's verified parts): they leave the totals, as
+  /// skipped files do, and are reported as resumed.
+  pub fn resumed(&self, bytes: u64) {
+    self.resumed_bytes.fetch_add(bytes, Relaxed);
+    let _ = self
+      .total_bytes
+      .fetch_update(Relaxed, Relaxed, |t| Some(t.saturating_sub(bytes)));
+  }
+
   /// Records a finished file.
   pub fn file_done(&self) {
     self.completed_files.fetch_add(1, Relaxed);
@@ -118,6 +201,9 @@ impl ProgressState {
   pub fn snapshot(&self) -> Progress {
     let transferred_bytes = self.transferred_bytes.load(Relaxed);
     Progress {
+      phase: Phase::from_u8(self.phase.load(Relaxed)),
+      hashed_files: self.hashed_files.load(Relaxed),
+      hashed_bytes: self.hashed_bytes.load(Relaxed),
       transferred_bytes,
       total_bytes: self.total_bytes.load(Relaxed).max(transferred_bytes),
       completed_files: self.completed_files.load(Relaxed),
@@ -133,6 +219,10 @@ impl ProgressState {
     let p = self.snapshot();
     let seconds = self.started.elapsed().as_secs_f64();
     Summary {
+      phase: p.phase,
+      hashed_files: p.hashed_files,
+      hashed_bytes: p.hashed_bytes,
+      resumed_bytes: self.resumed_bytes.load(Relaxed),
       files: p.completed_files,
       bytes: p.transferred_bytes,
       skipped_files: p.skipped_files,
@@ -212,8 +302,9 @@ pub async fn report_while<F: std::future::Future>(
           p.bytes_per_second = rate(p.transferred_bytes - first.1, now.duration_since(first.0));
         }
         let changed = last_sent.is_none_or(|l| {
-          (l.transferred_bytes, l.total_bytes, l.completed_files, l.total_files, l.skipped_files)
-            != (p.transferred_bytes, p.total_bytes, p.completed_files, p.total_files, p.skipped_files)
+          (l.phase, l.hashed_bytes, l.hashed_files, l.transferred_bytes, l.total_bytes)
+            != (p.phase, p.hashed_bytes, p.hashed_files, p.transferred_bytes, p.total_bytes)
+            || (l.completed_files, l.total_files, l.skipped_files) != (p.completed_files, p.total_files, p.skipped_files)
         });
         if changed {
           sink(p);

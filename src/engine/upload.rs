@@ -15,6 +15,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::body::{FileRange, FileStamp};
+use super::cache::{Cache, FileKey};
 use super::client::Engine;
 use super::config::{ChecksumMode, IN_MEMORY_MAX, MAX_KEY_BYTES, MAX_OBJECT_SIZE, MAX_REQUESTS_PER_FILE};
 use super::error::{Error, Result};
@@ -53,15 +54,19 @@ pub struct UploadRequest {
   pub bucket: String,
   /// What to upload.
   pub source: UploadSource,
+  /// On a failure other than a cancel or a changed file, leave an unfinished multipart upload on the server
+  /// (recorded in the cache) for the next upload of the same file to resume, instead of aborting it. Needs a
+  /// cache. Whatever this says, an upload left by a crash is resumed when the cache has it.
+  pub resumable: bool,
 }
 
 /// A file checked and sized before any request is sent.
 #[derive(Debug, Clone)]
-struct Planned {
-  path: PathBuf,
-  key: String,
-  size: u64,
-  modified: Option<SystemTime>,
+pub(super) struct Planned {
+  pub path: PathBuf,
+  pub key: String,
+  pub size: u64,
+  pub modified: Option<SystemTime>,
 }
 
 impl UploadRequest {
@@ -94,7 +99,7 @@ impl UploadRequest {
   }
 }
 
-fn validate_key(key: &str, what: &str) -> Result<()> {
+pub(super) fn validate_key(key: &str, what: &str) -> Result<()> {
   if key.is_empty() {
     return Err(Error::invalid_value(format!("{what} must not be empty")));
   }
@@ -142,6 +147,8 @@ impl Engine {
           bucket: Arc::from(request.bucket.as_str()),
           progress: progress.clone(),
           throttle: self.throttle_for(&control),
+          cache: self.cache_for(&files).await,
+          keep_failed_uploads: request.resumable,
         });
         self.upload_planned(call, files, &control.cancel).await
       })
@@ -149,7 +156,15 @@ impl Engine {
     control.finish(result, &progress)
   }
 
-  async fn upload_planned(
+  /// The cache, when some file is large enough to need it (multipart records); opening it is otherwise skipped.
+  async fn cache_for(&self, files: &[Planned]) -> Option<Arc<Cache>> {
+    match files.iter().any(|f| f.size > self.config().multipart_threshold) {
+      true => self.cache().await,
+      false => None,
+    }
+  }
+
+  pub(super) async fn upload_planned(
     self: &Arc<Self>,
     call: Arc<Call>,
     files: Vec<Planned>,
@@ -248,55 +263,240 @@ impl Engine {
     let s3 = self.s3().await?.clone();
     let bucket = &*call.bucket;
     let algorithm = self.checksum_algorithm();
-    // Waiting for a slot may be cut short by a cancel, but once sent, CreateMultipartUpload is awaited: dropping
-    // it mid-flight could leave an upload the server created and whose id we never learn. A cancel that arrives
-    // meanwhile is seen right after, and the upload is aborted below like any other.
-    let slot = or_cancelled(stop, async { Ok(self.request_slot().await) }).await?;
-    let mut req = s3
-      .create_multipart_upload()
-      .bucket(bucket)
-      .key(&file.key)
-      .set_checksum_algorithm(algorithm.clone());
-    if algorithm.is_some() {
-      // A full-object checksum (S3 combines the parts' CRCs), so a download in any ranges can be verified.
-      req = req.checksum_type(ChecksumType::FullObject);
-    }
-    let (sent, attempts) = counting(req.send()).await;
-    let created = sent
-      .map_err(|e| Error::from_sdk("CreateMultipartUpload", bucket, Some(&file.key), e).after_attempts(attempts))?;
-    drop(slot);
-    let upload_id = created.upload_id().unwrap_or_default().to_owned();
+    let part_size = self.config().part_size_for(file.size);
+    let record = match &call.cache {
+      Some(cache) => Some(Record {
+        cache: cache.clone(),
+        scope: self.cache_scope(bucket),
+        file: FileKey::new(
+          &std::path::absolute(&file.path).unwrap_or_else(|_| file.path.clone()),
+          file.size,
+          file.modified,
+        ),
+      }),
+      None => None,
+    };
+    let resumed = match &record {
+      Some(r) => {
+        or_cancelled(
+          stop,
+          self.resumable_upload(&s3, call, file, r, &opened, part_size, algorithm.as_ref()),
+        )
+        .await?
+      }
+      None => None,
+    };
+    let (upload_id, done) = match resumed {
+      Some(found) => found,
+      None => {
+        // Waiting for a slot may be cut short by a cancel, but once sent, CreateMultipartUpload is awaited:
+        // dropping it mid-flight could leave an upload the server created and whose id we never learn. A cancel
+        // that arrives meanwhile is seen right after, and the upload is aborted below like any other.
+        let slot = or_cancelled(stop, async { Ok(self.request_slot().await) }).await?;
+        let mut req = s3
+          .create_multipart_upload()
+          .bucket(bucket)
+          .key(&file.key)
+          .set_checksum_algorithm(algorithm.clone());
+        if algorithm.is_some() {
+          // A full-object checksum (S3 combines the parts' CRCs), so a download in any ranges can be verified.
+          req = req.checksum_type(ChecksumType::FullObject);
+        }
+        let (sent, attempts) = counting(req.send()).await;
+        let created = sent
+          .map_err(|e| Error::from_sdk("CreateMultipartUpload", bucket, Some(&file.key), e).after_attempts(attempts))?;
+        drop(slot);
+        let upload_id = created.upload_id().unwrap_or_default().to_owned();
+        if let Some(r) = &record {
+          let (r, id, key, alg) = (
+            r.clone(),
+            upload_id.clone(),
+            file.key.clone(),
+            algorithm_name(algorithm.as_ref()),
+          );
+          r.write(move |c, scope, f| c.record_upload(scope, &key, f, &id, part_size, alg))
+            .await;
+        }
+        (upload_id, Vec::new())
+      }
+    };
 
     let result = or_cancelled(
       stop,
-      self.send_parts_and_complete(&s3, call, file, &upload_id, opened, concurrency, algorithm),
+      self.send_parts_and_complete(
+        &s3,
+        call,
+        file,
+        &upload_id,
+        opened,
+        concurrency,
+        algorithm,
+        done,
+        record.as_ref(),
+      ),
     )
     .await;
-    if let Err(cause) = result {
-      // Whatever went wrong (a part, a cancel, the file changing), the upload must not stay on the server. This
-      // runs even after a cancel and is not itself cancellable: it is one small request.
-      let aborted = {
-        let _slot = self.request_slot().await;
-        s3.abort_multipart_upload()
-          .bucket(bucket)
-          .key(&file.key)
-          .upload_id(&upload_id)
-          .send()
-          .await
-      };
-      return match aborted.map_err(|e| Error::from_sdk("AbortMultipartUpload", bucket, Some(&file.key), e)) {
-        // Already gone (completed or aborted by a racing request): nothing is left behind.
-        Ok(_) => Err(cause),
-        Err(e) if e.code() == "NoSuchUpload" => Err(cause),
-        Err(_) => Err(Error::AbortFailed {
-          source: Box::new(cause),
-          bucket: bucket.to_owned(),
-          key: file.key.clone(),
-          upload_id,
-        }),
-      };
+    let forget = |record: Option<Record>, id: String| async move {
+      if let Some(r) = record {
+        r.write(move |c, _, _| c.forget_upload(&id)).await;
+      }
+    };
+    let Err(cause) = result else {
+      forget(record, upload_id).await;
+      return Ok(());
+    };
+    if call.keep_failed_uploads
+      && record.is_some()
+      && !matches!(cause, Error::Cancelled { .. } | Error::FileChanged { .. })
+    {
+      tracing::info!(target: "s3_ferry::transfer", key = %file.key, upload_id = %upload_id, error = %cause,
+        "multipart upload kept for the next upload of this file to resume");
+      return Err(cause);
     }
-    Ok(())
+    // Whatever else went wrong (a cancel, the file changing), the upload must not stay on the server. This runs
+    // even after a cancel and is not itself cancellable: it is one small request.
+    let aborted = self.abort_upload(&s3, bucket, &file.key, &upload_id).await;
+    forget(record, upload_id.clone()).await;
+    match aborted {
+      Ok(()) => Err(cause),
+      Err(_) => Err(Error::AbortFailed {
+        source: Box::new(cause),
+        bucket: bucket.to_owned(),
+        key: file.key.clone(),
+        upload_id,
+      }),
+    }
+  }
+
+  /// Aborts a multipart upload; one already gone (completed, or aborted by a racing request) is fine.
+  async fn abort_upload(&self, s3: &aws_sdk_s3::Client, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
+    let _slot = self.request_slot().await;
+    let aborted = s3
+      .abort_multipart_upload()
+      .bucket(bucket)
+      .key(key)
+      .upload_id(upload_id)
+      .send()
+      .await;
+    match aborted.map_err(|e| Error::from_sdk("AbortMultipartUpload", bucket, Some(key), e)) {
+      Ok(_) => Ok(()),
+      Err(e) if e.code() == "NoSuchUpload" => Ok(()),
+      Err(e) => Err(e),
+    }
+  }
+
+  /// A multipart upload of this file to this key that an earlier call left unfinished (a crash, an outage),
+  /// with the parts that need not be sent again: those the server lists with the ETag and size recorded when
+  /// they were sent and, where a checksum was recorded, whose bytes on disk still have it. Records of the key
+  /// for another version of the file are aborted and forgotten; a record whose upload is gone is forgotten.
+  #[allow(clippy::too_many_arguments)] // one call site
+  async fn resumable_upload(
+    &self,
+    s3: &aws_sdk_s3::Client,
+    call: &Call,
+    file: &Planned,
+    record: &Record,
+    opened: &Arc<std::fs::File>,
+    part_size: u64,
+    algorithm: Option<&ChecksumAlgorithm>,
+  ) -> Result<Option<(String, Vec<CompletedPart>)>> {
+    let bucket = &*call.bucket;
+    let key = file.key.clone();
+    let Some((stale, found)) = record
+      .read(move |c, scope, f| Ok((c.stale_uploads(scope, &key, f)?, c.find_upload(scope, &key, f)?)))
+      .await
+    else {
+      return Ok(None);
+    };
+    for id in stale {
+      if self.abort_upload(s3, bucket, &file.key, &id).await.is_ok() {
+        record.write(move |c, _, _| c.forget_upload(&id)).await;
+      }
+    }
+    let Some(found) = found else { return Ok(None) };
+    let id = found.upload_id.clone();
+    if found.part_size != part_size || found.algorithm != algorithm_name(algorithm) {
+      // Settings changed since: its parts do not fit this upload.
+      if self.abort_upload(s3, bucket, &file.key, &id).await.is_ok() {
+        record.write(move |c, _, _| c.forget_upload(&id)).await;
+      }
+      return Ok(None);
+    }
+    let listed = match self.list_parts(s3, bucket, &file.key, &found.upload_id).await {
+      Ok(listed) => listed,
+      Err(e) if e.code() == "NoSuchUpload" => {
+        record.write(move |c, _, _| c.forget_upload(&id)).await;
+        return Ok(None);
+      }
+      Err(e) => return Err(e),
+    };
+    // Candidates: recorded, listed with the same ETag, of the size this part must have.
+    let candidates: Vec<(i32, String, String)> = found
+      .parts
+      .into_iter()
+      .filter(|(n, etag, _)| {
+        let offset = (*n as u64 - 1) * part_size;
+        let expected = part_size.min(file.size.saturating_sub(offset));
+        *n >= 1 && offset < file.size && listed.get(n).is_some_and(|(e, size)| e == etag && *size == expected)
+      })
+      .collect();
+    let verify = algorithm.and_then(super::config::ChecksumAlgorithm::from_sdk);
+    let (f, size, path) = (opened.clone(), file.size, file.path.clone());
+    let parts = blocking(move || {
+      let mut parts = Vec::with_capacity(candidates.len());
+      for (number, etag, checksum) in candidates {
+        let offset = (number as u64 - 1) * part_size;
+        let len = part_size.min(size - offset);
+        if let (Some(alg), false) = (verify, checksum.is_empty()) {
+          let crc = super::checksum::of_range(&f, offset, len, alg).map_err(|e| Error::io("read", &path, e))?;
+          if alg.encode(crc) != checksum {
+            continue;
+          }
+        }
+        parts.push((number, len, completed_part(number, Some(etag), verify, Some(checksum))));
+      }
+      Ok(parts)
+    })
+    .await?;
+    let resumed: u64 = parts.iter().map(|(_, len, _)| len).sum();
+    tracing::info!(target: "s3_ferry::transfer", key = %file.key, upload_id = %found.upload_id, parts = parts.len(),
+      bytes = resumed, "resuming a multipart upload");
+    call.progress.resumed(resumed);
+    Ok(Some((found.upload_id, parts.into_iter().map(|(_, _, p)| p).collect())))
+  }
+
+  /// Every part the server has of an upload: number → (ETag, size).
+  async fn list_parts(
+    &self,
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+  ) -> Result<std::collections::HashMap<i32, (String, u64)>> {
+    let mut out = std::collections::HashMap::new();
+    let mut marker: Option<String> = None;
+    loop {
+      let (sent, attempts) = {
+        let _slot = self.request_slot().await;
+        let req = s3
+          .list_parts()
+          .bucket(bucket)
+          .key(key)
+          .upload_id(upload_id)
+          .set_part_number_marker(marker.clone());
+        counting(req.send()).await
+      };
+      let page = sent.map_err(|e| Error::from_sdk("ListParts", bucket, Some(key), e).after_attempts(attempts))?;
+      for p in page.parts() {
+        if let (Some(n), Some(etag)) = (p.part_number(), p.e_tag()) {
+          out.insert(n, (etag.to_owned(), p.size().unwrap_or(0).max(0) as u64));
+        }
+      }
+      match (page.is_truncated(), page.next_part_number_marker()) {
+        (Some(true), Some(next)) if Some(next) != marker.as_deref() => marker = Some(next.to_owned()),
+        _ => return Ok(out),
+      }
+    }
   }
 
   #[allow(clippy::too_many_arguments)] // one call site; a struct would only rename these
@@ -309,13 +509,17 @@ impl Engine {
     opened: Arc<std::fs::File>,
     concurrency: usize,
     algorithm: Option<ChecksumAlgorithm>,
+    done: Vec<CompletedPart>,
+    record: Option<&Record>,
   ) -> Result<()> {
     let bucket = &*call.bucket;
     let part_size = self.config().part_size_for(file.size);
     let count = file.size.div_ceil(part_size);
     let path = Arc::new(file.path.clone());
     let stamp = Arc::new(FileStamp::new(file.size, file.modified));
-    let mut completed: Vec<CompletedPart> = stream::iter(0..count)
+    let have: HashSet<i32> = done.iter().filter_map(|p| p.part_number()).collect();
+    let verify = algorithm.as_ref().and_then(super::config::ChecksumAlgorithm::from_sdk);
+    let sent: Vec<CompletedPart> = stream::iter((0..count).filter(|i| !have.contains(&(*i as i32 + 1))))
       .map(|i| {
         let number = i as i32 + 1;
         let offset = i * part_size;
@@ -354,20 +558,34 @@ impl Engine {
               .await,
             )?
           };
-          Ok::<_, Error>(
-            CompletedPart::builder()
-              .part_number(number)
-              .set_e_tag(out.e_tag().map(str::to_owned))
-              .set_checksum_crc32(out.checksum_crc32().map(str::to_owned))
-              .set_checksum_crc32_c(out.checksum_crc32_c().map(str::to_owned))
-              .set_checksum_crc64_nvme(out.checksum_crc64_nvme().map(str::to_owned))
-              .build(),
-          )
+          let checksum = verify.and_then(|a| match a {
+            super::config::ChecksumAlgorithm::Crc64Nvme => out.checksum_crc64_nvme(),
+            super::config::ChecksumAlgorithm::Crc32c => out.checksum_crc32_c(),
+            super::config::ChecksumAlgorithm::Crc32 => out.checksum_crc32(),
+          });
+          let part = completed_part(
+            number,
+            out.e_tag().map(str::to_owned),
+            verify,
+            checksum.map(str::to_owned),
+          );
+          if let Some(r) = record {
+            // Remembered as soon as it is stored, so a crash after this loses nothing of this part.
+            let (id, etag, sum) = (
+              upload_id.to_owned(),
+              part.e_tag().unwrap_or_default().to_owned(),
+              checksum.unwrap_or_default().to_owned(),
+            );
+            r.write(move |c, _, _| c.record_part(&id, number, &etag, &sum)).await;
+          }
+          Ok::<_, Error>(part)
         }
       })
       .buffer_unordered(concurrency.max(1))
       .try_collect()
       .await?;
+    let mut completed = done;
+    completed.extend(sent);
     completed.sort_by_key(|p| p.part_number());
     check_unchanged(file, opened).await?;
     let _slot = self.request_slot().await;
@@ -382,6 +600,64 @@ impl Engine {
     sent
       .map_err(|e| Error::from_sdk("CompleteMultipartUpload", bucket, Some(&file.key), e).after_attempts(attempts))?;
     Ok(())
+  }
+}
+
+/// A part as CompleteMultipartUpload names it: number, ETag, and its checksum under the upload's algorithm.
+fn completed_part(
+  number: i32,
+  etag: Option<String>,
+  algorithm: Option<super::config::ChecksumAlgorithm>,
+  checksum: Option<String>,
+) -> CompletedPart {
+  use super::config::ChecksumAlgorithm as A;
+  let checksum = checksum.filter(|c| !c.is_empty());
+  let b = CompletedPart::builder().part_number(number).set_e_tag(etag);
+  match algorithm {
+    Some(A::Crc64Nvme) => b.set_checksum_crc64_nvme(checksum),
+    Some(A::Crc32c) => b.set_checksum_crc32_c(checksum),
+    Some(A::Crc32) => b.set_checksum_crc32(checksum),
+    None => b,
+  }
+  .build()
+}
+
+/// How a multipart upload's record names its algorithm ("" for none).
+fn algorithm_name(algorithm: Option<&ChecksumAlgorithm>) -> &'static str {
+  algorithm
+    .and_then(super::config::ChecksumAlgorithm::from_sdk)
+    .map_or("", super::config::ChecksumAlgorithm::name)
+}
+
+/// One file's rows in the cache: the cache, the server and bucket, and the file as planned.
+#[derive(Clone)]
+struct Record {
+  cache: Arc<Cache>,
+  scope: String,
+  file: FileKey,
+}
+
+impl Record {
+  /// Reads on the blocking pool; a failing cache is logged and reads as nothing.
+  async fn read<T: Send + 'static>(
+    &self,
+    f: impl FnOnce(&Cache, &str, &FileKey) -> rusqlite::Result<T> + Send + 'static,
+  ) -> Option<T> {
+    let r = self.clone();
+    let out = blocking(move || Ok(f(&r.cache, &r.scope, &r.file))).await;
+    match out {
+      Ok(Ok(v)) => Some(v),
+      Ok(Err(e)) => {
+        tracing::warn!(target: "s3_ferry::cache", error = %e, "cache read failed");
+        None
+      }
+      Err(_) => None,
+    }
+  }
+
+  /// Writes on the blocking pool; a failing cache is logged (it only ever saves work).
+  async fn write(&self, f: impl FnOnce(&Cache, &str, &FileKey) -> rusqlite::Result<()> + Send + 'static) {
+    self.read(f).await;
   }
 }
 
@@ -438,7 +714,7 @@ fn unchanged(file: &Planned, opened: &std::fs::File) -> Result<()> {
 /// Stats every file (explicit list) or walks the directory. Runs on a blocking thread. Returns the files to
 /// send and the sizes of the entries skipped (symlinks and special files are not followed in a directory walk,
 /// so a link to `/etc` is never uploaded by accident).
-fn plan(source: UploadSource) -> Result<(Vec<Planned>, Vec<u64>)> {
+pub(super) fn plan(source: UploadSource) -> Result<(Vec<Planned>, Vec<u64>)> {
   match source {
     UploadSource::Files(files) => {
       let mut out = Vec::with_capacity(files.len());
@@ -533,6 +809,7 @@ mod tests {
           key: "k".into(),
         },
       ]),
+      resumable: false,
     };
     let e = req.validate().unwrap_err();
     assert_eq!(e.code(), "ERR_INVALID_ARG_VALUE");
@@ -544,6 +821,7 @@ mod tests {
         path: "/a".into(),
         key: long,
       }]),
+      resumable: false,
     };
     assert!(req.validate().unwrap_err().to_string().contains("1024"));
   }
