@@ -21,7 +21,7 @@ use super::config::{ChecksumAlgorithm, IN_MEMORY_MAX, MAX_REQUESTS_PER_FILE};
 use super::error::{Error, Result};
 use super::log::counting;
 use super::paths::{check_contained, conflicting_destinations, copy_name, destination_for, TempFile};
-use super::progress::{ProgressState, RangeProgress};
+use super::progress::{Phase, ProgressState, RangeProgress};
 use super::scheduler::{blocking, joined, or_cancelled, run_jobs, spawn_abortable, Job};
 use super::{validate_bucket, Call, Control};
 
@@ -111,13 +111,43 @@ impl DownloadRequest {
 
 /// An object to fetch. Size and ETag are known from a listing, unknown for an explicit list.
 #[derive(Debug, Clone)]
-struct Entry {
-  key: String,
-  dest: PathBuf,
-  size: Option<u64>,
-  etag: Option<String>,
+pub(super) struct Entry {
+  pub key: String,
+  pub dest: PathBuf,
+  pub size: Option<u64>,
+  pub etag: Option<String>,
   /// The checksum the listing says the object has, if any.
-  algorithm: Option<ChecksumAlgorithm>,
+  pub algorithm: Option<ChecksumAlgorithm>,
+  /// What a manifest says of the file: checked and applied before it is put in place.
+  pub expect: Option<Arc<Expected>>,
+}
+
+/// A manifest's word on one file.
+#[derive(Debug)]
+pub(super) struct Expected {
+  /// xxh128 of the content (lowercase hex); a download that does not have it fails with
+  /// `ERR_CHECKSUM_MISMATCH` and leaves nothing.
+  pub hash: String,
+  /// Given to the file before it is put in place.
+  pub mtime: std::time::SystemTime,
+  /// Fetched once instead when `key` does not exist (older uploads stored content without the `.xxh128`).
+  pub fallback_key: Option<String>,
+}
+
+impl Expected {
+  /// Checks content against the manifest's hash.
+  fn check(&self, actual: String, bucket: &str, key: &str) -> Result<()> {
+    match actual == self.hash {
+      true => Ok(()),
+      false => Err(Error::ChecksumMismatch {
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+        algorithm: "xxh128",
+        expected: self.hash.clone(),
+        actual,
+      }),
+    }
+  }
 }
 
 impl Engine {
@@ -126,6 +156,7 @@ impl Engine {
   pub async fn download(self: &Arc<Self>, request: DownloadRequest, control: Control) -> Result<super::Summary> {
     request.validate()?;
     let progress = ProgressState::new();
+    progress.set_phase(Phase::Downloading);
     let result = control
       .report(&progress, async {
         if control.cancel.is_cancelled() {
@@ -138,6 +169,8 @@ impl Engine {
           bucket: Arc::from(request.bucket.as_str()),
           progress: progress.clone(),
           throttle: self.throttle_for(&control),
+          cache: None,
+          keep_failed_uploads: false,
         });
         let root = match &request.source {
           DownloadSource::Prefix { local_dir, .. } => Some(Arc::new(local_dir.clone())),
@@ -162,6 +195,7 @@ impl Engine {
             size: None,
             etag: None,
             algorithm: None,
+            expect: None,
           })
           .collect(),
       ),
@@ -192,6 +226,7 @@ impl Engine {
                 size: obj.size().map(|s| s.max(0) as u64),
                 etag: obj.e_tag().map(str::to_owned),
                 algorithm: obj.checksum_algorithm().iter().find_map(ChecksumAlgorithm::from_sdk),
+                expect: None,
               });
             }
           }
@@ -211,7 +246,7 @@ impl Engine {
     }
   }
 
-  async fn download_entries(
+  pub(super) async fn download_entries(
     self: &Arc<Self>,
     call: Arc<Call>,
     entries: Vec<Entry>,
@@ -238,10 +273,33 @@ impl Engine {
         Job {
           weight,
           run: move |stop: CancellationToken, slots: usize| async move {
-            if engine
-              .download_one(call.clone(), entry, conflict, root, &dirs, &budget, slots, &stop)
-              .await?
+            let fallback = entry
+              .expect
+              .as_ref()
+              .and_then(|e| e.fallback_key.clone())
+              .map(|key| Entry { key, ..entry.clone() });
+            let placed = match engine
+              .download_one(
+                call.clone(),
+                entry,
+                conflict,
+                root.clone(),
+                &dirs,
+                &budget,
+                slots,
+                &stop,
+              )
+              .await
             {
+              Err(e) if e.status_code() == Some(404) && fallback.is_some() => {
+                let fallback = fallback.expect("checked");
+                engine
+                  .download_one(call.clone(), fallback, conflict, root, &dirs, &budget, slots, &stop)
+                  .await?
+              }
+              other => other?,
+            };
+            if placed {
               call.progress.file_done();
             }
             Ok(())
@@ -300,8 +358,23 @@ impl Engine {
     });
     // Everything below is dropped (stopping its requests) if the call is cancelled; `temp` then removes itself.
     or_cancelled(stop, self.fetch_into(&sink, &entry, budget, slots)).await?;
-    let dest = entry.dest.clone();
-    let placed = blocking(move || place(temp, &dest, conflict)).await?;
+    let (dest, expect, bucket, key) = (
+      entry.dest.clone(),
+      entry.expect.clone(),
+      call.bucket.clone(),
+      entry.key.clone(),
+    );
+    let placed = blocking(move || {
+      if let Some(expect) = expect {
+        let f = std::fs::File::open(temp.path()).map_err(|e| Error::io("open", &dest, e))?;
+        let hash = super::manifest::hash_open_file(&f, &mut |_| true).map_err(|e| Error::io("read", &dest, e))?;
+        expect.check(hash, &bucket, &key)?;
+        f.set_modified(expect.mtime)
+          .map_err(|e| Error::io("set the modification time of", &dest, e))?;
+      }
+      place(temp, &dest, conflict)
+    })
+    .await?;
     if !placed {
       // Skip: the destination appeared while the object was being fetched; it is left as it is. Its bytes moved
       // (and stay counted); the file leaves the totals so the finished counts still end at them.
@@ -332,6 +405,10 @@ impl Engine {
       }
     }
     let data = or_cancelled(stop, self.fetch_small(&call, &entry, size)).await?;
+    if let Some(expect) = &entry.expect {
+      expect.check(super::manifest::hash_bytes(&data), &call.bucket, &entry.key)?;
+    }
+    let mtime = entry.expect.as_ref().map(|e| e.mtime);
     let (parent, need_dir) = new_parent(&entry.dest, dirs);
     let (dest, key, dir) = (entry.dest, entry.key, parent.clone());
     let placed = blocking(move || {
@@ -339,10 +416,13 @@ impl Engine {
         make_dir(root.as_deref(), &dir, &key)?;
       }
       let mut temp = TempFile::create_beside(&dest)?;
-      temp
-        .take_file()
-        .write_all_at(&data, 0)
-        .map_err(|e| Error::io("write", &dest, e))?;
+      let file = temp.take_file();
+      file.write_all_at(&data, 0).map_err(|e| Error::io("write", &dest, e))?;
+      if let Some(mtime) = mtime {
+        file
+          .set_modified(mtime)
+          .map_err(|e| Error::io("set the modification time of", &dest, e))?;
+      }
       place(temp, &dest, conflict)
     })
     .await?;

@@ -54,6 +54,63 @@ pub fn encode(entries: &[ManifestEntry]) -> String {
   out
 }
 
+/// Reads a manifest (format `2023-03-03`, hash `xxh128`). Paths are checked for safety where they are used;
+/// here: the format, the fields, hashes of 32 hex digits, and no path given twice. `Err`: why, for a message.
+pub fn decode(text: &str) -> Result<Vec<ManifestEntry>, String> {
+  #[derive(serde::Deserialize)]
+  #[serde(rename_all = "camelCase")]
+  struct Raw {
+    hash_alg: String,
+    manifest_version: String,
+    paths: Vec<RawEntry>,
+  }
+  #[derive(serde::Deserialize)]
+  struct RawEntry {
+    hash: String,
+    mtime: i64,
+    path: String,
+    size: u64,
+  }
+  let raw: Raw = serde_json::from_str(text).map_err(|e| format!("not a manifest: {e}"))?;
+  if raw.manifest_version != MANIFEST_VERSION {
+    return Err(format!(
+      "manifestVersion '{}' is not supported (only '{MANIFEST_VERSION}')",
+      raw.manifest_version
+    ));
+  }
+  if raw.hash_alg != HASH_ALG {
+    return Err(format!(
+      "hashAlg '{}' is not supported (only '{HASH_ALG}')",
+      raw.hash_alg
+    ));
+  }
+  let mut seen = std::collections::HashSet::with_capacity(raw.paths.len());
+  raw
+    .paths
+    .into_iter()
+    .map(|e| {
+      if e.hash.len() != 32 || !e.hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!(
+          "'{}': hash '{}' is not an xxh128 (32 hex digits)",
+          e.path, e.hash
+        ));
+      }
+      if e.path.is_empty() || e.path.starts_with('/') || e.path.ends_with('/') {
+        return Err(format!("path '{}' is not a relative file path", e.path));
+      }
+      if !seen.insert(e.path.clone()) {
+        return Err(format!("path '{}' appears more than once", e.path));
+      }
+      Ok(ManifestEntry {
+        hash: e.hash.to_ascii_lowercase(),
+        mtime: e.mtime,
+        path: e.path,
+        size: e.size,
+      })
+    })
+    .collect()
+}
+
 /// A JSON string as Python's `json.dumps` writes it with `ensure_ascii=True`: the two-character escapes for
 /// `"`, `\` and `\b \f \n \r \t`, and everything outside printable ASCII (space to `~`) as `\uXXXX`:
 /// other control characters, DEL, and all non-ASCII (lowercase hex; UTF-16 surrogate pairs above U+FFFF).
@@ -87,7 +144,12 @@ pub fn hash_bytes(data: &[u8]) -> String {
 
 /// xxh128 of a file, streamed in 1 MiB reads (blocking: call it on the blocking pool).
 pub fn hash_file(path: &Path) -> std::io::Result<String> {
-  let mut file = std::fs::File::open(path)?;
+  hash_open_file(&std::fs::File::open(path)?, &mut |_| true)
+}
+
+/// xxh128 of an open file from its current position, streamed in 1 MiB reads. `on_chunk` hears each chunk's
+/// length; returning `false` stops the hashing with `ErrorKind::Interrupted` (a cancel).
+pub fn hash_open_file(mut file: &std::fs::File, on_chunk: &mut dyn FnMut(u64) -> bool) -> std::io::Result<String> {
   let mut hasher = xxhash_rust::xxh3::Xxh3::new();
   let mut buf = vec![0u8; 1 << 20];
   loop {
@@ -96,6 +158,17 @@ pub fn hash_file(path: &Path) -> std::io::Result<String> {
       return Ok(format!("{:032x}", hasher.digest128()));
     }
     hasher.update(&buf[..n]);
+    if !on_chunk(n as u64) {
+      return Err(std::io::Error::from(std::io::ErrorKind::Interrupted));
+    }
+  }
+}
+
+/// A manifest's microseconds as a time.
+pub fn time_from_micros(micros: i64) -> SystemTime {
+  match micros >= 0 {
+    true => UNIX_EPOCH + std::time::Duration::from_micros(micros as u64),
+    false => UNIX_EPOCH - std::time::Duration::from_micros(micros.unsigned_abs()),
   }
 }
 
@@ -150,6 +223,28 @@ mod tests {
       encode(&[]),
       r#"{"hashAlg":"xxh128","manifestVersion":"2023-03-03","paths":[],"totalSize":0}"#
     );
+  }
+
+  #[test]
+  fn decodes_what_it_encodes_and_refuses_what_it_cannot_use() {
+    let entries = decode(FIXTURE).unwrap();
+    assert_eq!(entries.len(), 6);
+    assert_eq!(encode(&entries), FIXTURE, "decode then encode is the identity");
+    let bad = |text: &str| decode(text).unwrap_err();
+    assert!(bad("{}").contains("not a manifest"));
+    assert!(
+      bad(r#"{"hashAlg":"xxh128","manifestVersion":"2025-01-01","paths":[],"totalSize":0}"#).contains("2025-01-01")
+    );
+    assert!(bad(r#"{"hashAlg":"md5","manifestVersion":"2023-03-03","paths":[],"totalSize":0}"#).contains("md5"));
+    let one = |path: &str, hash: &str| {
+      format!(
+        r#"{{"hashAlg":"xxh128","manifestVersion":"2023-03-03","paths":[{{"hash":"{hash}","mtime":1,"path":"{path}","size":1}}],"totalSize":1}}"#
+      )
+    };
+    assert!(bad(&one("a", "xyz")).contains("32 hex"));
+    assert!(bad(&one("/etc/passwd", "00000000000000000000000000000000")).contains("relative"));
+    let twice = r#"{"hashAlg":"xxh128","manifestVersion":"2023-03-03","paths":[{"hash":"00000000000000000000000000000000","mtime":1,"path":"a","size":1},{"hash":"00000000000000000000000000000000","mtime":1,"path":"a","size":1}],"totalSize":2}"#;
+    assert!(bad(twice).contains("more than once"));
   }
 
   #[test]

@@ -126,6 +126,11 @@ impl TempFile {
     })
   }
 
+  /// The temporary file's own path.
+  pub fn path(&self) -> &Path {
+    &self.path
+  }
+
   /// The open file, for positional writes.
   pub fn take_file(&mut self) -> std::fs::File {
     self.file.take().expect("the file is taken once")

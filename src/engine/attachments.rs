@@ -1,0 +1,594 @@
+//! Job attachments: files stored by content (`{rootPrefix}/Data/{xxh128}.xxh128`), uploaded only when S3 does not
+//! have that content yet, described by a manifest (see `manifest`) from which workers download them.
+//!
+//! Upload: hash every file (in parallel on the blocking pool, hashes of unchanged files from the cache), ask S3
+//! which contents it lacks (HeadObject, many in flight; keys seen within 30 days come from the cache), upload
+//! those through the ordinary upload path (multipart, resumable), then write the manifest.
+//! Download: read the manifest, skip files already present with the same hash, fetch the rest through the
+//! ordinary download path, each checked against its xxh128 and given its mtime before it is put in place.
+
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use futures_util::{stream, StreamExt, TryStreamExt};
+use tokio_util::sync::CancellationToken;
+
+use super::cache::{Cache, FileKey};
+use super::client::Engine;
+use super::download::{Conflict, Entry, Expected};
+use super::error::{Error, Result};
+use super::log::counting;
+use super::manifest::{self, ManifestEntry};
+use super::paths::{conflicting_destinations, destination_for};
+use super::progress::{Phase, ProgressState, Summary};
+use super::scheduler::{blocking, or_cancelled};
+use super::upload::{plan, validate_key, Planned, UploadFile, UploadSource};
+use super::{validate_bucket, Call, Control};
+
+/// A content-addressed upload.
+#[derive(Debug, Clone)]
+pub struct AttachmentUpload {
+  /// Destination bucket.
+  pub bucket: String,
+  /// Contents go to `{root_prefix}/Data/{hash}.xxh128`.
+  pub root_prefix: String,
+  /// The job's root: manifest paths are relative to it.
+  pub local_dir: PathBuf,
+  /// Only these files (absolute, or relative to `local_dir`; each inside it); `None`: every regular file under
+  /// `local_dir` (symlinks and special files are skipped, as for `upload`).
+  pub files: Option<Vec<PathBuf>>,
+  /// Also store the manifest at this key.
+  pub manifest_key: Option<String>,
+  /// As `UploadRequest::resumable`.
+  pub resumable: bool,
+}
+
+/// What a content-addressed upload did.
+#[derive(Debug, Clone)]
+pub struct AttachmentUploadOutput {
+  /// Uploaded files and bytes (each content once), skipped ones (already in S3, or the same content as another
+  /// file of the job), hashing counts, time.
+  pub summary: Summary,
+  /// The manifest, byte-exact format `2023-03-03`.
+  pub manifest: String,
+  /// xxh128 of the manifest's bytes.
+  pub manifest_hash: String,
+  /// Files whose hash came from the cache (not read).
+  pub cached_hashes: u64,
+  /// Contents known present from the cache (no request).
+  pub cached_keys: u64,
+  /// HeadObject requests sent to find what S3 has.
+  pub checked_keys: u64,
+}
+
+/// A manifest download.
+#[derive(Debug, Clone)]
+pub struct AttachmentDownload {
+  /// Source bucket.
+  pub bucket: String,
+  /// Contents are read from `{root_prefix}/Data/{hash}.xxh128` (else `{root_prefix}/Data/{hash}`).
+  pub root_prefix: String,
+  /// The manifest's JSON.
+  pub manifest: String,
+  /// Where the manifest's paths are recreated.
+  pub local_dir: PathBuf,
+  /// For destinations that exist with other content (same content is always skipped).
+  pub conflict: Conflict,
+}
+
+/// The key a content is stored at.
+pub fn data_key(root_prefix: &str, hash: &str) -> String {
+  let root = root_prefix.trim_end_matches('/');
+  match root.is_empty() {
+    true => format!("Data/{hash}.{}", manifest::HASH_ALG),
+    false => format!("{root}/Data/{hash}.{}", manifest::HASH_ALG),
+  }
+}
+
+impl Engine {
+  /// Uploads a job's files by content and returns its manifest.
+  pub async fn upload_attachments(
+    self: &Arc<Self>,
+    request: AttachmentUpload,
+    control: Control,
+  ) -> Result<AttachmentUploadOutput> {
+    validate_bucket(&request.bucket)?;
+    if request.local_dir.as_os_str().is_empty() {
+      return Err(Error::invalid_value("localDir must not be empty"));
+    }
+    if let Some(key) = &request.manifest_key {
+      validate_key(key, "manifestKey")?;
+    }
+    let progress = ProgressState::new();
+    progress.set_phase(Phase::Hashing);
+    let mut out = None;
+    let result = control
+      .report(&progress, async {
+        if control.cancel.is_cancelled() {
+          return Err(Error::Cancelled { summary: None });
+        }
+        out = Some(self.attachments_up(&request, &progress, &control).await?);
+        Ok(())
+      })
+      .await;
+    let summary = control.finish(result, &progress)?;
+    let mut out = out.expect("set on success");
+    out.summary = summary;
+    Ok(out)
+  }
+
+  async fn attachments_up(
+    self: &Arc<Self>,
+    request: &AttachmentUpload,
+    progress: &Arc<ProgressState>,
+    control: &Control,
+  ) -> Result<AttachmentUploadOutput> {
+    let cancel = &control.cancel;
+    let source = match &request.files {
+      None => UploadSource::Directory {
+        local_dir: request.local_dir.clone(),
+        key_prefix: String::new(),
+      },
+      Some(files) => UploadSource::Files(relative_files(&request.local_dir, files)?),
+    };
+    let (files, skipped) = or_cancelled(cancel, blocking(move || plan(source))).await?;
+    for bytes in skipped {
+      progress.skip(bytes);
+    }
+    progress.set_planned(files.len() as u64, files.iter().map(|f| f.size).sum());
+    let cache = self.cache().await;
+
+    let (hashes, cached_hashes) = self.hash_files(&files, progress, cancel, cache.clone()).await?;
+    let entries: Vec<ManifestEntry> = files
+      .iter()
+      .zip(&hashes)
+      .map(|(f, hash)| ManifestEntry {
+        path: f.key.clone(),
+        hash: hash.clone(),
+        size: f.size,
+        mtime: f.modified.map_or(0, manifest::mtime_micros),
+      })
+      .collect();
+
+    // Each content once: the first file with it is the one sent.
+    progress.set_phase(Phase::Checking);
+    let mut first_of: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for (i, h) in hashes.iter().enumerate() {
+      first_of.entry(h.as_str()).or_insert(i);
+    }
+    let mut unique: Vec<usize> = first_of.values().copied().collect();
+    unique.sort_unstable();
+    let keys: Vec<String> = unique
+      .iter()
+      .map(|&i| data_key(&request.root_prefix, &hashes[i]))
+      .collect();
+    let scope = self.cache_scope(&request.bucket);
+    let seen = match &cache {
+      Some(c) => cache_op(c, {
+        let (scope, keys) = (scope.clone(), keys.clone());
+        move |c| c.seen(&scope, &keys)
+      })
+      .await
+      .unwrap_or_else(|| vec![false; keys.len()]),
+      None => vec![false; keys.len()],
+    };
+    let cached_keys = seen.iter().filter(|s| **s).count() as u64;
+    let to_check: Vec<usize> = (0..keys.len()).filter(|&k| !seen[k]).collect();
+    let checked_keys = to_check.len() as u64;
+    let present = or_cancelled(
+      cancel,
+      self.exist(&request.bucket, to_check.iter().map(|&k| keys[k].clone()).collect()),
+    )
+    .await?;
+    let mut missing = vec![false; keys.len()];
+    let mut found_now = Vec::new();
+    for (&k, there) in to_check.iter().zip(present) {
+      match there {
+        true => found_now.push(keys[k].clone()),
+        false => missing[k] = true,
+      }
+    }
+    if let (Some(c), false) = (&cache, found_now.is_empty()) {
+      let scope = scope.clone();
+      cache_op(c, move |c| c.put_seen(&scope, &found_now)).await;
+    }
+
+    // Files not sent: their content is in S3 already, or another file of this job sends it.
+    let sent: std::collections::HashSet<usize> = unique
+      .iter()
+      .enumerate()
+      .filter(|(k, _)| missing[*k])
+      .map(|(_, &i)| i)
+      .collect();
+    for (i, f) in files.iter().enumerate() {
+      if !sent.contains(&i) {
+        progress.skip_planned(f.size);
+      }
+    }
+    progress.set_phase(Phase::Uploading);
+    let uploads: Vec<Planned> = unique
+      .iter()
+      .enumerate()
+      .filter(|(k, _)| missing[*k])
+      .map(|(k, &i)| Planned {
+        key: keys[k].clone(),
+        ..files[i].clone()
+      })
+      .collect();
+    let uploaded_keys: Vec<String> = uploads.iter().map(|p| p.key.clone()).collect();
+    let call = Arc::new(Call {
+      bucket: Arc::from(request.bucket.as_str()),
+      progress: progress.clone(),
+      throttle: self.throttle_for(control),
+      cache: cache.clone(),
+      keep_failed_uploads: request.resumable,
+    });
+    self.upload_planned(call, uploads, cancel).await?;
+    if let (Some(c), false) = (&cache, uploaded_keys.is_empty()) {
+      cache_op(c, move |c| c.put_seen(&scope, &uploaded_keys)).await;
+    }
+
+    let manifest = manifest::encode(&entries);
+    if let Some(key) = &request.manifest_key {
+      self.put_manifest(&request.bucket, key, &manifest, cancel).await?;
+    }
+    Ok(AttachmentUploadOutput {
+      summary: progress.summary(),
+      manifest_hash: manifest::hash_bytes(manifest.as_bytes()),
+      manifest,
+      cached_hashes,
+      cached_keys,
+      checked_keys,
+    })
+  }
+
+  /// Downloads the files of a manifest into `local_dir`.
+  pub async fn download_attachments(
+    self: &Arc<Self>,
+    request: AttachmentDownload,
+    control: Control,
+  ) -> Result<Summary> {
+    validate_bucket(&request.bucket)?;
+    if request.local_dir.as_os_str().is_empty() {
+      return Err(Error::invalid_value("localDir must not be empty"));
+    }
+    let entries = manifest::decode(&request.manifest).map_err(|e| Error::invalid_value(format!("manifest: {e}")))?;
+    let mut dests = Vec::with_capacity(entries.len());
+    for e in &entries {
+      match destination_for(&request.local_dir, "", &e.path)? {
+        Some(dest) => dests.push(dest),
+        None => {
+          return Err(Error::invalid_value(format!(
+            "manifest: path '{}' is not a file path",
+            e.path
+          )))
+        }
+      }
+    }
+    if let Some((first, second)) = conflicting_destinations(
+      entries
+        .iter()
+        .map(|e| e.path.as_str())
+        .zip(dests.iter().map(PathBuf::as_path)),
+    ) {
+      let path = request.local_dir.join(&second);
+      return Err(Error::DestinationConflict { first, second, path });
+    }
+    let progress = ProgressState::new();
+    progress.set_phase(Phase::Hashing);
+    let result = control
+      .report(&progress, async {
+        if control.cancel.is_cancelled() {
+          return Err(Error::Cancelled { summary: None });
+        }
+        progress.set_planned(entries.len() as u64, entries.iter().map(|e| e.size).sum());
+        let cache = self.cache().await;
+        // Destinations that exist with the manifest's size are hashed; the same content is skipped.
+        let candidates = {
+          let all: Vec<(usize, PathBuf, u64)> = dests
+            .iter()
+            .zip(&entries)
+            .enumerate()
+            .map(|(i, (d, e))| (i, d.clone(), e.size))
+            .collect();
+          or_cancelled(
+            &control.cancel,
+            blocking(move || {
+              Ok(
+                all
+                  .into_iter()
+                  .filter_map(|(i, dest, size)| {
+                    let meta = std::fs::symlink_metadata(&dest).ok()?;
+                    (meta.is_file() && meta.len() == size).then(|| {
+                      (
+                        i,
+                        Planned {
+                          path: dest,
+                          key: String::new(),
+                          size,
+                          modified: meta.modified().ok(),
+                        },
+                      )
+                    })
+                  })
+                  .collect::<Vec<_>>(),
+              )
+            }),
+          )
+          .await?
+        };
+        let (indices, present): (Vec<usize>, Vec<Planned>) = candidates.into_iter().unzip();
+        let (hashes, _) = self.hash_files(&present, &progress, &control.cancel, cache).await?;
+        let mut same = vec![false; entries.len()];
+        let mut retime = Vec::new();
+        for ((&i, hash), p) in indices.iter().zip(&hashes).zip(&present) {
+          if *hash == entries[i].hash {
+            same[i] = true;
+            progress.skip_planned(entries[i].size);
+            if p.modified.map(manifest::mtime_micros) != Some(entries[i].mtime) {
+              retime.push((p.path.clone(), manifest::time_from_micros(entries[i].mtime)));
+            }
+          }
+        }
+        if !retime.is_empty() {
+          blocking(move || {
+            for (path, mtime) in retime {
+              let f = std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .map_err(|e| Error::io("open", &path, e))?;
+              f.set_modified(mtime)
+                .map_err(|e| Error::io("set the modification time of", &path, e))?;
+            }
+            Ok(())
+          })
+          .await?;
+        }
+        progress.set_phase(Phase::Downloading);
+        let todo: Vec<Entry> = entries
+          .iter()
+          .zip(dests)
+          .enumerate()
+          .filter(|(i, _)| !same[*i])
+          .map(|(_, (e, dest))| {
+            let key = data_key(&request.root_prefix, &e.hash);
+            Entry {
+              key: key.clone(),
+              dest,
+              size: Some(e.size),
+              etag: None,
+              algorithm: None,
+              expect: Some(Arc::new(Expected {
+                hash: e.hash.clone(),
+                mtime: manifest::time_from_micros(e.mtime),
+                fallback_key: key.strip_suffix(".xxh128").map(str::to_owned),
+              })),
+            }
+          })
+          .collect();
+        let call = Arc::new(Call {
+          bucket: Arc::from(request.bucket.as_str()),
+          progress: progress.clone(),
+          throttle: self.throttle_for(&control),
+          cache: None,
+          keep_failed_uploads: false,
+        });
+        let root = Some(Arc::new(request.local_dir.clone()));
+        self
+          .download_entries(call, todo, request.conflict, root, &control.cancel)
+          .await
+      })
+      .await;
+    control.finish(result, &progress)
+  }
+
+  /// Hashes files (xxh128), `2 × threads` at a time on the blocking pool; hashes of files unchanged since they
+  /// were last hashed come from the cache. Returns the hashes in order, and how many came from the cache.
+  async fn hash_files(
+    &self,
+    files: &[Planned],
+    progress: &Arc<ProgressState>,
+    cancel: &CancellationToken,
+    cache: Option<Arc<Cache>>,
+  ) -> Result<(Vec<String>, u64)> {
+    let keys: Vec<FileKey> = files
+      .iter()
+      .map(|f| {
+        FileKey::new(
+          &std::path::absolute(&f.path).unwrap_or_else(|_| f.path.clone()),
+          f.size,
+          f.modified,
+        )
+      })
+      .collect();
+    let cached = match &cache {
+      Some(c) => {
+        let k = keys.clone();
+        cache_op(c, move |c| c.hashes(&k))
+          .await
+          .unwrap_or_else(|| vec![None; keys.len()])
+      }
+      None => vec![None; keys.len()],
+    };
+    let from_cache = cached.iter().filter(|h| h.is_some()).count() as u64;
+    for (f, h) in files.iter().zip(&cached) {
+      if h.is_some() {
+        progress.hashed(f.size);
+        progress.hashed_file();
+      }
+    }
+    let parallel = 2 * std::thread::available_parallelism().map_or(2, |n| n.get()).min(8);
+    let todo: Vec<usize> = (0..files.len()).filter(|&i| cached[i].is_none()).collect();
+    let fresh: Vec<(usize, String)> = stream::iter(todo)
+      .map(|i| {
+        let (file, progress, cancel) = (files[i].clone(), progress.clone(), cancel.clone());
+        async move { blocking(move || hash_one(&file, &progress, &cancel).map(|h| (i, h))).await }
+      })
+      .buffer_unordered(parallel)
+      .try_collect()
+      .await?;
+    let mut hashes = cached;
+    let mut rows = Vec::with_capacity(fresh.len());
+    for (i, h) in fresh {
+      rows.push((keys[i].clone(), h.clone()));
+      hashes[i] = Some(h);
+    }
+    if let (Some(c), false) = (&cache, rows.is_empty()) {
+      cache_op(c, move |c| c.put_hashes(&rows)).await;
+    }
+    Ok((
+      hashes.into_iter().map(|h| h.expect("every file hashed")).collect(),
+      from_cache,
+    ))
+  }
+
+  /// Which keys exist (HeadObject each, as many in flight as the client allows).
+  async fn exist(&self, bucket: &str, keys: Vec<String>) -> Result<Vec<bool>> {
+    let s3 = self.s3().await?;
+    let parallel = self.config().max_pool_connections;
+    stream::iter(keys)
+      .map(|key| async move {
+        let _slot = self.request_slot().await;
+        let (sent, attempts) = counting(s3.head_object().bucket(bucket).key(&key).send()).await;
+        match sent.map_err(|e| Error::from_sdk("HeadObject", bucket, Some(&key), e).after_attempts(attempts)) {
+          Ok(_) => Ok(true),
+          Err(e) if e.status_code() == Some(404) => Ok(false),
+          Err(e) => Err(e),
+        }
+      })
+      .buffered(parallel.max(1))
+      .try_collect()
+      .await
+  }
+
+  async fn put_manifest(&self, bucket: &str, key: &str, manifest: &str, cancel: &CancellationToken) -> Result<()> {
+    let s3 = self.s3().await?;
+    let body = aws_sdk_s3::primitives::ByteStream::from(manifest.as_bytes().to_vec());
+    or_cancelled(cancel, async {
+      let _slot = self.request_slot().await;
+      let put = s3
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .content_type("application/json")
+        .body(body);
+      let (sent, attempts) = counting(put.send()).await;
+      sent.map_err(|e| Error::from_sdk("PutObject", bucket, Some(key), e).after_attempts(attempts))?;
+      Ok(())
+    })
+    .await
+  }
+}
+
+/// Reads and hashes one file (blocking), checking it did not change meanwhile.
+fn hash_one(file: &Planned, progress: &ProgressState, cancel: &CancellationToken) -> Result<String> {
+  let f = std::fs::File::open(&file.path).map_err(|e| Error::io("open", &file.path, e))?;
+  let hash = manifest::hash_open_file(&f, &mut |n| {
+    progress.hashed(n);
+    !cancel.is_cancelled()
+  })
+  .map_err(|e| match e.kind() {
+    std::io::ErrorKind::Interrupted => Error::Cancelled { summary: None },
+    _ => Error::io("read", &file.path, e),
+  })?;
+  let meta = f.metadata().map_err(|e| Error::io("stat", &file.path, e))?;
+  if meta.len() != file.size || meta.modified().ok() != file.modified {
+    return Err(Error::FileChanged {
+      path: file.path.clone(),
+    });
+  }
+  progress.hashed_file();
+  Ok(hash)
+}
+
+/// Runs a cache operation on the blocking pool; a failing cache is logged and gives `None`.
+async fn cache_op<T: Send + 'static>(
+  cache: &Arc<Cache>,
+  f: impl FnOnce(&Cache) -> rusqlite::Result<T> + Send + 'static,
+) -> Option<T> {
+  let c = cache.clone();
+  match blocking(move || Ok(f(&c))).await {
+    Ok(Ok(v)) => Some(v),
+    Ok(Err(e)) => {
+      tracing::warn!(target: "s3_ferry::cache", error = %e, "cache operation failed");
+      None
+    }
+    Err(_) => None,
+  }
+}
+
+/// The explicit files of a job as (path, manifest path): each must be inside `root`, and its manifest path is
+/// its `/`-separated path relative to `root`.
+fn relative_files(root: &Path, files: &[PathBuf]) -> Result<Vec<UploadFile>> {
+  let root_abs = std::path::absolute(root).map_err(|e| Error::io("resolve", root, e))?;
+  let mut seen = std::collections::HashSet::new();
+  files
+    .iter()
+    .enumerate()
+    .map(|(i, f)| {
+      if f.as_os_str().is_empty() {
+        return Err(Error::invalid_value(format!("files[{i}] must not be empty")));
+      }
+      let abs = std::path::absolute(root_abs.join(f)).map_err(|e| Error::io("resolve", f, e))?;
+      let rel = abs
+        .strip_prefix(&root_abs)
+        .ok()
+        .filter(|r| !r.as_os_str().is_empty() && r.components().all(|c| matches!(c, Component::Normal(_))));
+      let Some(rel) = rel else {
+        return Err(Error::invalid_value(format!(
+          "files[{i}] '{}' is not inside localDir '{}'",
+          f.display(),
+          root.display()
+        )));
+      };
+      let mut key = String::new();
+      for (n, part) in rel.components().enumerate() {
+        let part = part.as_os_str().to_str().ok_or_else(|| {
+          Error::invalid_value(format!(
+            "'{}' is not valid UTF-8 and cannot be a manifest path",
+            abs.display()
+          ))
+        })?;
+        if n > 0 {
+          key.push('/');
+        }
+        key.push_str(part);
+      }
+      if !seen.insert(key.clone()) {
+        return Err(Error::invalid_value(format!(
+          "files[{i}] '{}' appears more than once",
+          f.display()
+        )));
+      }
+      Ok(UploadFile { path: abs, key })
+    })
+    .collect()
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn data_keys_follow_the_original_layout() {
+    let h = "0123456789abcdef0123456789abcdef";
+    assert_eq!(data_key("root", h), format!("root/Data/{h}.xxh128"));
+    assert_eq!(data_key("root/", h), format!("root/Data/{h}.xxh128"));
+    assert_eq!(data_key("", h), format!("Data/{h}.xxh128"));
+  }
+
+  #[test]
+  fn explicit_files_must_be_inside_the_root() {
+    let root = Path::new("/job");
+    let ok = relative_files(root, &["scenes/a.blend".into(), "/job/tex/b.png".into()]).unwrap();
+    assert_eq!(ok[0].key, "scenes/a.blend");
+    assert_eq!(ok[1].key, "tex/b.png");
+    assert_eq!(ok[1].path, Path::new("/job/tex/b.png"));
+    for bad in ["../etc/passwd", "/etc/passwd", "/job", "a/../../x"] {
+      let e = relative_files(root, &[bad.into()]).unwrap_err();
+      assert_eq!(e.code(), "ERR_INVALID_ARG_VALUE", "{bad}");
+    }
+    let e = relative_files(root, &["a".into(), "/job/a".into()]).unwrap_err();
+    assert!(e.to_string().contains("more than once"));
+  }
+}
