@@ -39,6 +39,21 @@ export declare class TransferClient {
    * file beside its destination and renamed into place only when complete. Errors as for `upload`.
    */
   download(request: DownloadRequest): Promise<TransferSummary>
+  /**
+   * Job attachments: uploads a job's files by content. Hashes every file with xxh128 (in parallel; unchanged
+   * files' hashes come from the cache), asks S3 which contents it lacks (HeadObject; contents seen in the last
+   * 30 days come from the cache), uploads each missing content once to `{rootPrefix}/Data/{hash}.xxh128`, and
+   * resolves with the job's manifest (format `2023-03-03`), stored at `manifestKey` if given. Progress goes
+   * through the phases `hashing`, `checking`, `uploading`. Errors as for `upload`.
+   */
+  uploadContentAddressed(request: ContentAddressedUploadRequest): Promise<ContentAddressedUploadResult>
+  /**
+   * Job attachments: downloads the files of a manifest into `localDir` from `{rootPrefix}/Data/{hash}.xxh128`
+   * (else the key without `.xxh128`). Files already there with the manifest's hash are skipped; every file
+   * fetched is checked against its hash (`ERR_CHECKSUM_MISMATCH`, nothing written) and given the manifest's
+   * mtime before it is put in place. Progress: `hashing` (existing files), then `downloading`.
+   */
+  downloadManifest(request: ManifestDownloadRequest): Promise<TransferSummary>
 }
 
 /** The checksum uploads send and S3 stores with the object (whole-object, also for multipart uploads). */
@@ -109,10 +124,71 @@ export interface ClientOptions {
    * file; the file overrides the built-in defaults. Default: `$S3_FERRY_CONFIG`, else none.
    */
   configFile?: string
+  /**
+   * The local cache's directory: file hashes (by path, size and mtime), content keys seen in S3 (30 days),
+   * and multipart uploads in progress, so an upload cut short by a crash or an outage resumes. `false`: no
+   * cache. Default: `$S3_FERRY_CACHE_DIR`, else `$XDG_CACHE_HOME/s3-ferry`, else `~/.cache/s3-ferry`.
+   */
+  cacheDir?: string | false
 }
 
 /** What a download does when a destination file already exists. */
 export type ConflictPolicy = 'overwrite' | 'skip' | 'createCopy' | 'error'
+
+/** What `uploadContentAddressed` uploads: every file under `localDir` (or the `files` given, inside it). */
+export interface ContentAddressedUploadRequest {
+  /** Destination bucket. */
+  bucket: string
+  /** Contents go to `{rootPrefix}/Data/{xxh128}.xxh128`. */
+  rootPrefix: string
+  /**
+   * The job's root directory: manifest paths are relative to it. Without `files`, every regular file under it
+   * is uploaded (symlinks and special files are skipped).
+   */
+  localDir: string
+  /** Only these files: absolute, or relative to `localDir`; each must be inside it. */
+  files?: Array<string>
+  /** Also store the manifest at this key (`application/json`). */
+  manifestKey?: string
+  /**
+   * As for `upload`: a failed (not cancelled) multipart upload stays on the server for the next call to
+   * resume. Default `false`.
+   */
+  resumable?: boolean
+  /**
+   * Cancels the call (hashing included): the promise rejects with an `AbortError`, multipart uploads are
+   * aborted.
+   */
+  signal?: AbortSignal
+  /** Progress events, with `phase` `hashing`, `checking`, then `uploading`. */
+  onProgress?: (progress: TransferProgress) => void
+  /** At most one progress event per this many milliseconds. Default 100. */
+  progressIntervalMs?: number
+  /** This request's own bandwidth cap in bytes per second, instead of the client's. */
+  maxBandwidth?: number
+}
+
+/** What `uploadContentAddressed` resolves to: the summary, and the manifest. */
+export interface ContentAddressedUploadResult {
+  /**
+   * Contents uploaded (`files`, `bytes`), files skipped because S3 had their content (`skippedFiles`,
+   * `skippedBytes`), files hashed, time.
+   */
+  summary: TransferSummary
+  /**
+   * The manifest's JSON, byte-exact format `2023-03-03` (sorted keys, no spaces, ASCII-escaped; paths sorted by
+   * their UTF-16 code units).
+   */
+  manifest: string
+  /** xxh128 of the manifest's bytes. */
+  manifestHash: string
+  /** Files whose hash came from the cache (not read). */
+  cachedHashes: number
+  /** Contents known to be in S3 from the cache (no request sent). */
+  cachedKeys: number
+  /** HeadObject requests sent to learn which contents S3 has. */
+  checkedKeys: number
+}
 
 /** Explicit credentials. Never printed in errors or logs. */
 export interface Credentials {
@@ -161,6 +237,33 @@ export interface DownloadRequest {
   maxBandwidth?: number
 }
 
+/** What `downloadManifest` downloads: the files of a manifest, into `localDir`. */
+export interface ManifestDownloadRequest {
+  /** Source bucket. */
+  bucket: string
+  /** Contents are read from `{rootPrefix}/Data/{xxh128}.xxh128`. */
+  rootPrefix: string
+  /** The manifest's JSON (what `uploadContentAddressed` returned). Give this or `manifestKey`. */
+  manifest?: string
+  /** The key of a manifest stored in the bucket. */
+  manifestKey?: string
+  /** Where the manifest's paths are recreated (created if missing). */
+  localDir: string
+  /**
+   * What to do with a destination that exists with other content. Default `overwrite`. One with the
+   * manifest's content is always skipped.
+   */
+  conflict?: ConflictPolicy
+  /** Cancels the call: the promise rejects with an `AbortError`, temporary files are removed. */
+  signal?: AbortSignal
+  /** Progress events, with `phase` `hashing` (existing files), then `downloading`. */
+  onProgress?: (progress: TransferProgress) => void
+  /** At most one progress event per this many milliseconds. Default 100. */
+  progressIntervalMs?: number
+  /** This request's own bandwidth cap in bytes per second, instead of the client's. */
+  maxBandwidth?: number
+}
+
 /** The settings a client runs with, defaults and derived values resolved. */
 export interface ResolvedSettings {
   maxPoolConnections: number
@@ -187,6 +290,16 @@ export interface ResolvedSettings {
 
 /** A progress event. */
 export interface TransferProgress {
+  /**
+   * What the call is doing: `hashing` local files (`hashedBytes` moves toward `totalBytes`), `checking` which
+   * contents S3 has, then `uploading` or `downloading` (`transferredBytes` moves). Plain uploads and downloads
+   * are in one phase throughout.
+   */
+  phase: 'hashing' | 'checking' | 'uploading' | 'downloading'
+  /** Files hashed so far (or whose hash came from the cache). */
+  hashedFiles: number
+  /** Bytes hashed so far. */
+  hashedBytes: number
   /** Bytes moved so far; never decreases, never exceeds `totalBytes`. */
   transferredBytes: number
   /**
@@ -208,14 +321,27 @@ export interface TransferProgress {
 
 /** What a finished upload or download resolves to. */
 export interface TransferSummary {
-  /** Files transferred. */
+  /** Files transferred (for `uploadContentAddressed`: contents uploaded, each once). */
   files: number
   /** Bytes transferred. */
   bytes: number
-  /** Files skipped (uploads: symlinks and special files in `localDir`). */
+  /**
+   * Files skipped: symlinks and special files in an upload's `localDir`; destinations kept under
+   * `conflict: 'skip'`; for `uploadContentAddressed`, files whose content S3 already had (or another file of the
+   * job sent); for `downloadManifest`, files already present with the manifest's hash.
+   */
   skippedFiles: number
   /** Bytes of the skipped files. */
   skippedBytes: number
+  /**
+   * Files hashed (`uploadContentAddressed`; `downloadManifest`'s existing files), hashes from the cache
+   * included.
+   */
+  hashedFiles: number
+  /** Bytes of the hashed files. */
+  hashedBytes: number
+  /** Bytes of resumed multipart uploads that were already on the server and were not sent again. */
+  resumedBytes: number
   /** Wall time of the call, in seconds. */
   seconds: number
   /** `bytes / seconds`. */
@@ -257,4 +383,10 @@ export interface UploadRequest {
   progressIntervalMs?: number
   /** This request's own bandwidth cap in bytes per second, instead of the client's. */
   maxBandwidth?: number
+  /**
+   * When the upload fails (not when it is cancelled), leave its unfinished multipart uploads on the server,
+   * recorded in the cache, so the next upload of the same unchanged file to the same key sends only the
+   * missing parts. Default `false`: a failure aborts them. An upload cut short by a crash is resumed either way.
+   */
+  resumable?: boolean
 }

@@ -141,6 +141,14 @@ class TransferClient extends native.TransferClient {
   download(request) {
     return run((r) => super.download(r), request)
   }
+
+  uploadContentAddressed(request) {
+    return run((r) => super.uploadContentAddressed(r), request)
+  }
+
+  downloadManifest(request) {
+    return run((r) => super.downloadManifest(r), request)
+  }
 }
 
 function upload(request) {

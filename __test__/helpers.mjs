@@ -14,12 +14,20 @@ import {
   ListObjectsV2Command,
 } from '@aws-sdk/client-s3'
 
+// Each test process gets its own cache (file hashes, seen keys, multipart records), never the user's.
+let ownCacheDir
+if (!process.env.S3_FERRY_CACHE_DIR) {
+  ownCacheDir = mkdtempSync(path.join(os.tmpdir(), 's3-ferry-cache-'))
+  process.env.S3_FERRY_CACHE_DIR = ownCacheDir
+}
+
 let serverPromise
 // Registered at import, so it belongs to the whole file: registered inside the first test that needs the server
 // (as it was), it stopped the server as soon as that test ended, failing every later test of a file run on its
 // own, and leaving the server running when a run was interrupted.
 after(async () => {
   if (serverPromise) await (await serverPromise).stop()
+  if (ownCacheDir) rmSync(ownCacheDir, { recursive: true, force: true })
 })
 
 /** The server's settings: from `npm test`'s environment, else a server started for this process. */

@@ -19,6 +19,30 @@ import http from 'node:http'
 
 const FAULTS = ['error500', 'slowDown', 'resetRequest', 'stall', 'cutResponse', 'stallBody', 'corruptBody']
 
+/** The S3 operation a request is (path-style addressing), for counting: PutObject, UploadPart, HeadObject, ... */
+export function operationOf(req) {
+  const url = new URL(req.url, 'http://x')
+  const q = url.searchParams
+  const objectPath = url.pathname.split('/').filter(Boolean).length > 1
+  switch (req.method) {
+    case 'HEAD':
+      return objectPath ? 'HeadObject' : 'HeadBucket'
+    case 'PUT':
+      if (q.has('partNumber')) return 'UploadPart'
+      return objectPath ? 'PutObject' : 'CreateBucket'
+    case 'POST':
+      if (q.has('uploads')) return 'CreateMultipartUpload'
+      if (q.has('uploadId')) return 'CompleteMultipartUpload'
+      return 'Post'
+    case 'DELETE':
+      return q.has('uploadId') ? 'AbortMultipartUpload' : 'DeleteObject'
+    default:
+      if (q.has('uploadId')) return 'ListParts'
+      if (q.has('uploads')) return 'ListMultipartUploads'
+      return objectPath ? 'GetObject' : 'ListObjects'
+  }
+}
+
 /** mulberry32: a tiny seeded PRNG, enough for picking faults. */
 function prng(seed) {
   let a = seed >>> 0
@@ -40,7 +64,8 @@ function s3Error(res, status, code, message) {
 /**
  * Starts a proxy to `targetEndpoint` (an http:// URL); point a client's `endpoint` at the returned `endpoint`.
  * `faults`: { error500, slowDown, resetRequest, stall, cutResponse, stallBody, corruptBody } probabilities (their sum ≤ 1).
- * `applies(req)`: which requests may be faulted (default: all). `stats` counts requests and each fault.
+ * `applies(req)`: which requests may be faulted (default: all). `stats` counts requests, each fault, and
+ * requests by S3 operation (`stats.operations.PutObject`, ...).
  */
 export async function startFaultProxy(
   targetEndpoint,
@@ -51,7 +76,7 @@ export async function startFaultProxy(
   const target = new URL(targetEndpoint)
   const agent = new http.Agent({ keepAlive: true, maxSockets: 256 })
   const faultedTimes = new Map()
-  const stats = { requests: 0, passed: 0, ...Object.fromEntries(FAULTS.map((f) => [f, 0])) }
+  const stats = { requests: 0, passed: 0, operations: {}, ...Object.fromEntries(FAULTS.map((f) => [f, 0])) }
   const sockets = new Set()
 
   const pick = (req) => {
@@ -129,6 +154,8 @@ export async function startFaultProxy(
 
   const srv = http.createServer((req, res) => {
     stats.requests++
+    const op = operationOf(req)
+    stats.operations[op] = (stats.operations[op] ?? 0) + 1
     const fault = pick(req)
     if (fault) stats[fault]++
     else stats.passed++

@@ -18,19 +18,30 @@ use napi_derive::napi;
 
 use crate::engine::{self, CancellationToken, Control, Engine, ProgressSink};
 use errors::to_js_error;
-pub use options::{ClientOptions, DownloadRequest, UploadRequest};
+pub use options::{
+  ClientOptions, ContentAddressedUploadRequest, DownloadRequest, ManifestDownloadRequest, UploadRequest,
+};
 
 /// What a finished upload or download resolves to.
 #[napi(object, object_from_js = false)]
 pub struct TransferSummary {
-  /// Files transferred.
+  /// Files transferred (for `uploadContentAddressed`: contents uploaded, each once).
   pub files: f64,
   /// Bytes transferred.
   pub bytes: f64,
-  /// Files skipped (uploads: symlinks and special files in `localDir`).
+  /// Files skipped: symlinks and special files in an upload's `localDir`; destinations kept under
+  /// `conflict: 'skip'`; for `uploadContentAddressed`, files whose content S3 already had (or another file of the
+  /// job sent); for `downloadManifest`, files already present with the manifest's hash.
   pub skipped_files: f64,
   /// Bytes of the skipped files.
   pub skipped_bytes: f64,
+  /// Files hashed (`uploadContentAddressed`; `downloadManifest`'s existing files), hashes from the cache
+  /// included.
+  pub hashed_files: f64,
+  /// Bytes of the hashed files.
+  pub hashed_bytes: f64,
+  /// Bytes of resumed multipart uploads that were already on the server and were not sent again.
+  pub resumed_bytes: f64,
   /// Wall time of the call, in seconds.
   pub seconds: f64,
   /// `bytes / seconds`.
@@ -40,6 +51,15 @@ pub struct TransferSummary {
 /// A progress event.
 #[napi(object, object_from_js = false)]
 pub struct TransferProgress {
+  /// What the call is doing: `hashing` local files (`hashedBytes` moves toward `totalBytes`), `checking` which
+  /// contents S3 has, then `uploading` or `downloading` (`transferredBytes` moves). Plain uploads and downloads
+  /// are in one phase throughout.
+  #[napi(ts_type = "'hashing' | 'checking' | 'uploading' | 'downloading'")]
+  pub phase: String,
+  /// Files hashed so far (or whose hash came from the cache).
+  pub hashed_files: f64,
+  /// Bytes hashed so far.
+  pub hashed_bytes: f64,
   /// Bytes moved so far; never decreases, never exceeds `totalBytes`.
   pub transferred_bytes: f64,
   /// Bytes to move in all. Known before the first event for uploads and prefix downloads; for an explicit
@@ -83,6 +103,9 @@ pub struct ResolvedSettings {
 impl From<engine::Progress> for TransferProgress {
   fn from(p: engine::Progress) -> Self {
     TransferProgress {
+      phase: p.phase.name().to_owned(),
+      hashed_files: p.hashed_files as f64,
+      hashed_bytes: p.hashed_bytes as f64,
       transferred_bytes: p.transferred_bytes as f64,
       total_bytes: p.total_bytes as f64,
       completed_files: p.completed_files as f64,
@@ -101,6 +124,9 @@ impl From<engine::Summary> for TransferSummary {
       bytes: s.bytes as f64,
       skipped_files: s.skipped_files as f64,
       skipped_bytes: s.skipped_bytes as f64,
+      hashed_files: s.hashed_files as f64,
+      hashed_bytes: s.hashed_bytes as f64,
+      resumed_bytes: s.resumed_bytes as f64,
       seconds: s.seconds,
       bytes_per_second: s.bytes_per_second,
     }
@@ -179,6 +205,95 @@ impl TransferClient {
       engine.download(r, control).await
     })
   }
+
+  /// Job attachments: uploads a job's files by content. Hashes every file with xxh128 (in parallel; unchanged
+  /// files' hashes come from the cache), asks S3 which contents it lacks (HeadObject; contents seen in the last
+  /// 30 days come from the cache), uploads each missing content once to `{rootPrefix}/Data/{hash}.xxh128`, and
+  /// resolves with the job's manifest (format `2023-03-03`), stored at `manifestKey` if given. Progress goes
+  /// through the phases `hashing`, `checking`, `uploading`. Errors as for `upload`.
+  #[napi]
+  pub fn upload_content_addressed<'env>(
+    &self,
+    env: &'env Env,
+    request: ContentAddressedUploadRequest,
+  ) -> Result<PromiseRaw<'env, ContentAddressedUploadResult>> {
+    let engine = self.engine.clone();
+    start(env, request, move |r, control| async move {
+      engine.upload_attachments(r, control).await
+    })
+  }
+
+  /// Job attachments: downloads the files of a manifest into `localDir` from `{rootPrefix}/Data/{hash}.xxh128`
+  /// (else the key without `.xxh128`). Files already there with the manifest's hash are skipped; every file
+  /// fetched is checked against its hash (`ERR_CHECKSUM_MISMATCH`, nothing written) and given the manifest's
+  /// mtime before it is put in place. Progress: `hashing` (existing files), then `downloading`.
+  #[napi]
+  pub fn download_manifest<'env>(
+    &self,
+    env: &'env Env,
+    request: ManifestDownloadRequest,
+  ) -> Result<PromiseRaw<'env, TransferSummary>> {
+    let engine = self.engine.clone();
+    start(env, request, move |r, control| async move {
+      engine.download_attachments(r, control).await
+    })
+  }
+}
+
+/// What `uploadContentAddressed` resolves to: the summary, and the manifest.
+#[napi(object, object_from_js = false)]
+pub struct ContentAddressedUploadResult {
+  /// Contents uploaded (`files`, `bytes`), files skipped because S3 had their content (`skippedFiles`,
+  /// `skippedBytes`), files hashed, time.
+  pub summary: TransferSummary,
+  /// The manifest's JSON, byte-exact format `2023-03-03` (sorted keys, no spaces, ASCII-escaped; paths sorted by
+  /// their UTF-16 code units).
+  pub manifest: String,
+  /// xxh128 of the manifest's bytes.
+  pub manifest_hash: String,
+  /// Files whose hash came from the cache (not read).
+  pub cached_hashes: f64,
+  /// Contents known to be in S3 from the cache (no request sent).
+  pub cached_keys: f64,
+  /// HeadObject requests sent to learn which contents S3 has.
+  pub checked_keys: f64,
+}
+
+/// A call's result, and what its final progress event says.
+pub trait CallOutput: Send + 'static {
+  /// What JavaScript receives.
+  type Js: ToNapiValue;
+  /// The call's summary.
+  fn summary(&self) -> &engine::Summary;
+  /// Converts for JavaScript.
+  fn into_js(self) -> Self::Js;
+}
+
+impl CallOutput for engine::Summary {
+  type Js = TransferSummary;
+  fn summary(&self) -> &engine::Summary {
+    self
+  }
+  fn into_js(self) -> TransferSummary {
+    self.into()
+  }
+}
+
+impl CallOutput for engine::AttachmentUploadOutput {
+  type Js = ContentAddressedUploadResult;
+  fn summary(&self) -> &engine::Summary {
+    &self.summary
+  }
+  fn into_js(self) -> ContentAddressedUploadResult {
+    ContentAddressedUploadResult {
+      summary: self.summary.into(),
+      manifest: self.manifest,
+      manifest_hash: self.manifest_hash,
+      cached_hashes: self.cached_hashes as f64,
+      cached_keys: self.cached_keys as f64,
+      checked_keys: self.checked_keys as f64,
+    }
+  }
 }
 
 /// One-shot upload: client options and the request in one object. Calls with identical client options share
@@ -205,11 +320,12 @@ pub fn download_once<'env>(env: &'env Env, request: Object<'env>) -> Result<Prom
 
 /// Converts a request (throwing a coded error before anything starts), wires its signal and progress callback,
 /// and runs `go` with the engine request.
-fn start<'env, R, F, Fut>(env: &'env Env, mut request: R, go: F) -> Result<PromiseRaw<'env, TransferSummary>>
+fn start<'env, R, F, Fut, O>(env: &'env Env, mut request: R, go: F) -> Result<PromiseRaw<'env, O::Js>>
 where
   R: options::CallRequest,
   F: FnOnce(R::Engine, Control) -> Fut + Send + 'static,
-  Fut: Future<Output = engine::Result<engine::Summary>> + Send + 'static,
+  Fut: Future<Output = engine::Result<O>> + Send + 'static,
+  O: CallOutput,
 {
   let engine_request = request.to_engine().map_err(|e| to_js_error(env, &e))?;
   let setup = control(env, request.call_parts())?;
@@ -280,10 +396,11 @@ fn control(env: &Env, parts: options::CallParts) -> Result<CallSetup> {
 /// Runs an engine call on napi's tokio runtime. On success the final progress event is delivered (awaited, so
 /// it reaches JavaScript before the promise resolves); then the callback is released so nothing keeps the
 /// event loop alive.
-fn run<'env, F, Fut>(env: &'env Env, setup: CallSetup, call: F) -> Result<PromiseRaw<'env, TransferSummary>>
+fn run<'env, F, Fut, O>(env: &'env Env, setup: CallSetup, call: F) -> Result<PromiseRaw<'env, O::Js>>
 where
   F: FnOnce(Control) -> Fut + Send + 'static,
-  Fut: Future<Output = engine::Result<engine::Summary>> + Send + 'static,
+  Fut: Future<Output = engine::Result<O>> + Send + 'static,
+  O: CallOutput,
 {
   let CallSetup {
     control,
@@ -293,8 +410,12 @@ where
   env.spawn_future_with_callback(
     async move {
       let result = call(control).await;
-      if let (Ok(summary), Some(callback)) = (&result, &callback) {
+      if let (Ok(out), Some(callback)) = (&result, &callback) {
+        let summary = out.summary();
         let last = TransferProgress {
+          phase: summary.phase.name().to_owned(),
+          hashed_files: summary.hashed_files as f64,
+          hashed_bytes: summary.hashed_bytes as f64,
           transferred_bytes: summary.bytes as f64,
           total_bytes: summary.bytes as f64,
           completed_files: summary.files as f64,
@@ -313,7 +434,7 @@ where
       // The call is over; its environment's teardown no longer concerns it.
       let _ = env.remove_env_cleanup_hook(teardown);
       match result {
-        Ok(summary) => Ok(TransferSummary::from(summary)),
+        Ok(out) => Ok(out.into_js()),
         Err(e) => Err(to_js_error(env, &e)),
       }
     },

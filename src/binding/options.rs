@@ -187,6 +187,62 @@ pub struct DownloadRequest {
   pub max_bandwidth: Option<f64>,
 }
 
+/// What `uploadContentAddressed` uploads: every file under `localDir` (or the `files` given, inside it).
+#[napi(object, object_to_js = false)]
+pub struct ContentAddressedUploadRequest {
+  /// Destination bucket.
+  pub bucket: String,
+  /// Contents go to `{rootPrefix}/Data/{xxh128}.xxh128`.
+  pub root_prefix: String,
+  /// The job's root directory: manifest paths are relative to it. Without `files`, every regular file under it
+  /// is uploaded (symlinks and special files are skipped).
+  pub local_dir: String,
+  /// Only these files: absolute, or relative to `localDir`; each must be inside it.
+  pub files: Option<Vec<String>>,
+  /// Also store the manifest at this key (`application/json`).
+  pub manifest_key: Option<String>,
+  /// As for `upload`: a failed (not cancelled) multipart upload stays on the server for the next call to
+  /// resume. Default `false`.
+  pub resumable: Option<bool>,
+  /// Cancels the call (hashing included): the promise rejects with an `AbortError`, multipart uploads are
+  /// aborted.
+  pub signal: Option<AbortSignal>,
+  /// Progress events, with `phase` `hashing`, `checking`, then `uploading`.
+  #[napi(ts_type = "(progress: TransferProgress) => void")]
+  pub on_progress: Option<ProgressCallback>,
+  /// At most one progress event per this many milliseconds. Default 100.
+  pub progress_interval_ms: Option<f64>,
+  /// This request's own bandwidth cap in bytes per second, instead of the client's.
+  pub max_bandwidth: Option<f64>,
+}
+
+/// What `downloadManifest` downloads: the files of a manifest, into `localDir`.
+#[napi(object, object_to_js = false)]
+pub struct ManifestDownloadRequest {
+  /// Source bucket.
+  pub bucket: String,
+  /// Contents are read from `{rootPrefix}/Data/{xxh128}.xxh128`.
+  pub root_prefix: String,
+  /// The manifest's JSON (what `uploadContentAddressed` returned). Give this or `manifestKey`.
+  pub manifest: Option<String>,
+  /// The key of a manifest stored in the bucket.
+  pub manifest_key: Option<String>,
+  /// Where the manifest's paths are recreated (created if missing).
+  pub local_dir: String,
+  /// What to do with a destination that exists with other content. Default `overwrite`. One with the
+  /// manifest's content is always skipped.
+  pub conflict: Option<ConflictPolicy>,
+  /// Cancels the call: the promise rejects with an `AbortError`, temporary files are removed.
+  pub signal: Option<AbortSignal>,
+  /// Progress events, with `phase` `hashing` (existing files), then `downloading`.
+  #[napi(ts_type = "(progress: TransferProgress) => void")]
+  pub on_progress: Option<ProgressCallback>,
+  /// At most one progress event per this many milliseconds. Default 100.
+  pub progress_interval_ms: Option<f64>,
+  /// This request's own bandwidth cap in bytes per second, instead of the client's.
+  pub max_bandwidth: Option<f64>,
+}
+
 /// A number option that must be a positive integer.
 pub fn positive(name: &str, value: Option<f64>, max: f64) -> Result<Option<u64>, Error> {
   match value {
@@ -378,14 +434,75 @@ impl CallRequest for DownloadRequest {
     let request = engine::DownloadRequest {
       bucket: std::mem::take(&mut self.bucket),
       source,
-      conflict: match self.conflict {
-        None | Some(ConflictPolicy::Overwrite) => engine::Conflict::Overwrite,
-        Some(ConflictPolicy::Skip) => engine::Conflict::Skip,
-        Some(ConflictPolicy::CreateCopy) => engine::Conflict::CreateCopy,
-        Some(ConflictPolicy::Error) => engine::Conflict::Error,
-      },
+      conflict: conflict(self.conflict.take()),
     };
     request.validate()?;
     Ok(request)
+  }
+}
+
+impl CallRequest for ContentAddressedUploadRequest {
+  type Engine = engine::AttachmentUpload;
+
+  fn call_parts(&mut self) -> CallParts<'_> {
+    CallParts {
+      on_progress: self.on_progress.take(),
+      signal: self.signal.as_ref(),
+      progress_interval_ms: self.progress_interval_ms,
+      max_bandwidth: self.max_bandwidth,
+    }
+  }
+
+  fn to_engine(&mut self) -> Result<engine::AttachmentUpload, Error> {
+    let request = engine::AttachmentUpload {
+      bucket: std::mem::take(&mut self.bucket),
+      root_prefix: std::mem::take(&mut self.root_prefix),
+      local_dir: PathBuf::from(std::mem::take(&mut self.local_dir)),
+      files: self.files.take().map(|f| f.into_iter().map(PathBuf::from).collect()),
+      manifest_key: self.manifest_key.take(),
+      resumable: self.resumable.unwrap_or(false),
+    };
+    request.validate()?;
+    Ok(request)
+  }
+}
+
+impl CallRequest for ManifestDownloadRequest {
+  type Engine = engine::AttachmentDownload;
+
+  fn call_parts(&mut self) -> CallParts<'_> {
+    CallParts {
+      on_progress: self.on_progress.take(),
+      signal: self.signal.as_ref(),
+      progress_interval_ms: self.progress_interval_ms,
+      max_bandwidth: self.max_bandwidth,
+    }
+  }
+
+  fn to_engine(&mut self) -> Result<engine::AttachmentDownload, Error> {
+    let manifest = match (self.manifest.take(), self.manifest_key.take()) {
+      (Some(text), None) => engine::ManifestSource::Text(text),
+      (None, Some(key)) => engine::ManifestSource::Key(key),
+      (Some(_), Some(_)) => return Err(Error::invalid_value("give either manifest or manifestKey, not both")),
+      (None, None) => return Err(Error::invalid_value("give manifest or manifestKey (downloadManifest)")),
+    };
+    let request = engine::AttachmentDownload {
+      bucket: std::mem::take(&mut self.bucket),
+      root_prefix: std::mem::take(&mut self.root_prefix),
+      manifest,
+      local_dir: PathBuf::from(std::mem::take(&mut self.local_dir)),
+      conflict: conflict(self.conflict.take()),
+    };
+    request.validate()?;
+    Ok(request)
+  }
+}
+
+fn conflict(policy: Option<ConflictPolicy>) -> engine::Conflict {
+  match policy {
+    None | Some(ConflictPolicy::Overwrite) => engine::Conflict::Overwrite,
+    Some(ConflictPolicy::Skip) => engine::Conflict::Skip,
+    Some(ConflictPolicy::CreateCopy) => engine::Conflict::CreateCopy,
+    Some(ConflictPolicy::Error) => engine::Conflict::Error,
   }
 }

@@ -97,6 +97,10 @@ fn init() {
       .worker_threads(threads)
       .max_blocking_threads(MAX_BLOCKING_THREADS)
       .thread_name("s3-ferry")
+      // The SDK's request futures are deep; a debug build's stack frames are several times a release build's,
+      // and a content-addressed download overflowed tokio's default 2 MiB there. 8 MiB is virtual memory for
+      // a handful of threads.
+      .thread_stack_size(8 * 1024 * 1024)
       .build();
     match built {
       Ok(rt) => {

@@ -68,12 +68,78 @@ pub struct AttachmentDownload {
   pub bucket: String,
   /// Contents are read from `{root_prefix}/Data/{hash}.xxh128` (else `{root_prefix}/Data/{hash}`).
   pub root_prefix: String,
-  /// The manifest's JSON.
-  pub manifest: String,
+  /// The manifest.
+  pub manifest: ManifestSource,
   /// Where the manifest's paths are recreated.
   pub local_dir: PathBuf,
   /// For destinations that exist with other content (same content is always skipped).
   pub conflict: Conflict,
+}
+
+/// Where a manifest download finds its manifest.
+#[derive(Debug, Clone)]
+pub enum ManifestSource {
+  /// Its JSON.
+  Text(String),
+  /// The key it is stored at in the bucket.
+  Key(String),
+}
+
+impl AttachmentUpload {
+  /// Checks everything that can be checked without the file system.
+  pub fn validate(&self) -> Result<()> {
+    validate_bucket(&self.bucket)?;
+    if self.local_dir.as_os_str().is_empty() {
+      return Err(Error::invalid_value("localDir must not be empty"));
+    }
+    if let Some(key) = &self.manifest_key {
+      validate_key(key, "manifestKey")?;
+    }
+    if let Some(files) = &self.files {
+      relative_files(&self.local_dir, files)?;
+    }
+    Ok(())
+  }
+}
+
+impl AttachmentDownload {
+  /// Checks everything that can be checked without a request: the manifest itself when it is given.
+  pub fn validate(&self) -> Result<()> {
+    validate_bucket(&self.bucket)?;
+    if self.local_dir.as_os_str().is_empty() {
+      return Err(Error::invalid_value("localDir must not be empty"));
+    }
+    match &self.manifest {
+      ManifestSource::Text(text) => self.plan(text).map(|_| ()),
+      ManifestSource::Key(key) => validate_key(key, "manifestKey"),
+    }
+  }
+
+  /// The manifest's entries and their destinations, every path checked to stay inside `local_dir`.
+  fn plan(&self, text: &str) -> Result<(Vec<ManifestEntry>, Vec<PathBuf>)> {
+    let entries = manifest::decode(text).map_err(|e| Error::invalid_value(format!("manifest: {e}")))?;
+    let mut dests = Vec::with_capacity(entries.len());
+    for e in &entries {
+      match destination_for(&self.local_dir, "", &e.path)? {
+        Some(dest) => dests.push(dest),
+        None => {
+          return Err(Error::invalid_value(format!(
+            "manifest: path '{}' is not a file path",
+            e.path
+          )))
+        }
+      }
+    }
+    let paths = entries
+      .iter()
+      .map(|e| e.path.as_str())
+      .zip(dests.iter().map(PathBuf::as_path));
+    if let Some((first, second)) = conflicting_destinations(paths) {
+      let path = self.local_dir.join(&second);
+      return Err(Error::DestinationConflict { first, second, path });
+    }
+    Ok((entries, dests))
+  }
 }
 
 /// The key a content is stored at.
@@ -92,13 +158,7 @@ impl Engine {
     request: AttachmentUpload,
     control: Control,
   ) -> Result<AttachmentUploadOutput> {
-    validate_bucket(&request.bucket)?;
-    if request.local_dir.as_os_str().is_empty() {
-      return Err(Error::invalid_value("localDir must not be empty"));
-    }
-    if let Some(key) = &request.manifest_key {
-      validate_key(key, "manifestKey")?;
-    }
+    request.validate()?;
     let progress = ProgressState::new();
     progress.set_phase(Phase::Hashing);
     let mut out = None;
@@ -107,7 +167,8 @@ impl Engine {
         if control.cancel.is_cancelled() {
           return Err(Error::Cancelled { summary: None });
         }
-        out = Some(self.attachments_up(&request, &progress, &control).await?);
+        // Boxed: the whole upload path inlined into one state machine is large (megabytes in debug builds).
+        out = Some(Box::pin(self.attachments_up(&request, &progress, &control)).await?);
         Ok(())
       })
       .await;
@@ -223,7 +284,7 @@ impl Engine {
       cache: cache.clone(),
       keep_failed_uploads: request.resumable,
     });
-    self.upload_planned(call, uploads, cancel).await?;
+    Box::pin(self.upload_planned(call, uploads, cancel)).await?;
     if let (Some(c), false) = (&cache, uploaded_keys.is_empty()) {
       cache_op(c, move |c| c.put_seen(&scope, &uploaded_keys)).await;
     }
@@ -248,32 +309,7 @@ impl Engine {
     request: AttachmentDownload,
     control: Control,
   ) -> Result<Summary> {
-    validate_bucket(&request.bucket)?;
-    if request.local_dir.as_os_str().is_empty() {
-      return Err(Error::invalid_value("localDir must not be empty"));
-    }
-    let entries = manifest::decode(&request.manifest).map_err(|e| Error::invalid_value(format!("manifest: {e}")))?;
-    let mut dests = Vec::with_capacity(entries.len());
-    for e in &entries {
-      match destination_for(&request.local_dir, "", &e.path)? {
-        Some(dest) => dests.push(dest),
-        None => {
-          return Err(Error::invalid_value(format!(
-            "manifest: path '{}' is not a file path",
-            e.path
-          )))
-        }
-      }
-    }
-    if let Some((first, second)) = conflicting_destinations(
-      entries
-        .iter()
-        .map(|e| e.path.as_str())
-        .zip(dests.iter().map(PathBuf::as_path)),
-    ) {
-      let path = request.local_dir.join(&second);
-      return Err(Error::DestinationConflict { first, second, path });
-    }
+    request.validate()?;
     let progress = ProgressState::new();
     progress.set_phase(Phase::Hashing);
     let result = control
@@ -281,6 +317,13 @@ impl Engine {
         if control.cancel.is_cancelled() {
           return Err(Error::Cancelled { summary: None });
         }
+        let (entries, dests) = match &request.manifest {
+          ManifestSource::Text(text) => request.plan(text)?,
+          ManifestSource::Key(key) => {
+            let text = or_cancelled(&control.cancel, Box::pin(self.get_manifest(&request.bucket, key))).await?;
+            request.plan(&text)?
+          }
+        };
         progress.set_planned(entries.len() as u64, entries.iter().map(|e| e.size).sum());
         let cache = self.cache().await;
         // Destinations that exist with the manifest's size are hashed; the same content is skipped.
@@ -459,6 +502,20 @@ impl Engine {
       .buffered(parallel.max(1))
       .try_collect()
       .await
+  }
+
+  async fn get_manifest(&self, bucket: &str, key: &str) -> Result<String> {
+    let s3 = self.s3().await?;
+    let _slot = self.request_slot().await;
+    let (sent, attempts) = counting(s3.get_object().bucket(bucket).key(key).send()).await;
+    let out = sent.map_err(|e| Error::from_sdk("GetObject", bucket, Some(key), e).after_attempts(attempts))?;
+    let data = out.body.collect().await.map_err(|e| Error::BodyInterrupted {
+      bucket: bucket.to_owned(),
+      key: key.to_owned(),
+      source: e,
+    })?;
+    String::from_utf8(data.to_vec())
+      .map_err(|_| Error::invalid_value(format!("manifest s3://{bucket}/{key} is not UTF-8 text")))
   }
 
   async fn put_manifest(&self, bucket: &str, key: &str, manifest: &str, cancel: &CancellationToken) -> Result<()> {

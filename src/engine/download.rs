@@ -278,24 +278,23 @@ impl Engine {
               .as_ref()
               .and_then(|e| e.fallback_key.clone())
               .map(|key| Entry { key, ..entry.clone() });
-            let placed = match engine
-              .download_one(
-                call.clone(),
-                entry,
-                conflict,
-                root.clone(),
-                &dirs,
-                &budget,
-                slots,
-                &stop,
-              )
-              .await
-            {
+            // Boxed: two inlined `download_one` state machines make a job future too large for a worker
+            // thread's stack in debug builds.
+            let first = engine.download_one(
+              call.clone(),
+              entry,
+              conflict,
+              root.clone(),
+              &dirs,
+              &budget,
+              slots,
+              &stop,
+            );
+            let placed = match Box::pin(first).await {
               Err(e) if e.status_code() == Some(404) && fallback.is_some() => {
                 let fallback = fallback.expect("checked");
-                engine
-                  .download_one(call.clone(), fallback, conflict, root, &dirs, &budget, slots, &stop)
-                  .await?
+                let again = engine.download_one(call.clone(), fallback, conflict, root, &dirs, &budget, slots, &stop);
+                Box::pin(again).await?
               }
               other => other?,
             };
@@ -353,7 +352,8 @@ impl Engine {
       key: entry.key.clone(),
       dest: entry.dest.clone(),
       file: temp.take_file(),
-      digest: ranged.then(|| entry.algorithm.unwrap_or(self.config().checksum_algorithm)),
+      // A manifest's file is checked against its xxh128 instead (no HeadObject for the stored CRC).
+      digest: (ranged && entry.expect.is_none()).then(|| entry.algorithm.unwrap_or(self.config().checksum_algorithm)),
       ranges: Mutex::new(Vec::new()),
     });
     // Everything below is dropped (stopping its requests) if the call is cancelled; `temp` then removes itself.

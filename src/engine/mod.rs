@@ -27,7 +27,7 @@ mod upload;
 
 use std::time::Duration;
 
-pub use attachments::{data_key, AttachmentDownload, AttachmentUpload, AttachmentUploadOutput};
+pub use attachments::{data_key, AttachmentDownload, AttachmentUpload, AttachmentUploadOutput, ManifestSource};
 pub use client::Engine;
 pub use config::{ChecksumAlgorithm, ChecksumMode, ClientConfig, StaticCredentials};
 pub use download::{Conflict, DownloadObject, DownloadRequest, DownloadSource};
