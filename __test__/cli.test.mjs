@@ -2,7 +2,7 @@
 // left behind), and the live bar in a real terminal (tmux).
 import assert from 'node:assert/strict'
 import { spawn, spawnSync } from 'node:child_process'
-import { mkdirSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { test } from 'node:test'
 import { fileURLToPath } from 'node:url'
@@ -81,6 +81,37 @@ test('files upload to prefix + name; --json prints one JSON object per line; err
   const missing = run(['download', ...flags, 's3://no-such-bucket-here/x/', path.join(dir, 'o')], env)
   assert.equal(missing.status, 1)
   assert.match(missing.stderr, /s3-ferry: NoSuchBucket/)
+})
+
+test('upload-attachments writes the manifest and skips what S3 has on a re-run; download-manifest recreates the tree', async () => {
+  const { env, flags } = await cliEnv()
+  const bucket = await makeBucket()
+  const dir = tempDir()
+  const files = { 'scenes/a.blend': bytes(9 * MiB, 4) }
+  for (let i = 0; i < 50; i++) files[`tex/t${i}.png`] = bytes(500 + i, i)
+  writeTree(path.join(dir, 'job'), files)
+  const cache = ['--cache-dir', path.join(dir, 'cache')]
+  const manifest = path.join(dir, 'job.manifest')
+  const dest = `s3://${bucket}/farm`
+  assert.equal(run(['upload-attachments', ...flags, path.join(dir, 'job'), dest], env).status, 2, 'no --manifest nor --manifest-key')
+  const up = run(['upload-attachments', ...flags, ...cache, '--manifest', manifest, '--manifest-key', 'farm/Manifests/job', path.join(dir, 'job'), dest], env)
+  assert.equal(up.status, 0, up.stderr)
+  assert.match(up.stdout, /Done: 51 files.*; 51 files hashed/)
+  const m = JSON.parse(readFileSync(manifest, 'utf8'))
+  assert.equal(m.paths.length, 51)
+  const again = run(['upload-attachments', ...flags, ...cache, '--json', '--manifest', manifest, path.join(dir, 'job'), dest], env)
+  assert.equal(again.status, 0, again.stderr)
+  const summary = JSON.parse(again.stdout.trim().split('\n').at(-1))
+  assert.equal(summary.type, 'summary')
+  assert.equal(summary.files, 0)
+  assert.equal(summary.skippedFiles, 51)
+  assert.equal(summary.cachedHashes, 51)
+  for (const source of [manifest, `s3://${bucket}/farm/Manifests/job`]) {
+    const out = path.join(dir, `out-${source.length}`)
+    const down = run(['download-manifest', ...flags, ...cache, source, dest, out], env)
+    assert.equal(down.status, 0, down.stderr)
+    assert.deepEqual(treeHashes(out), treeHashes(path.join(dir, 'job')))
+  }
 })
 
 test('Ctrl-C (SIGINT) cancels through the AbortSignal path: exit 130, what completed is printed, nothing left behind', async () => {

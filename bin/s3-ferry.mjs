@@ -4,10 +4,12 @@
 //   s3-ferry upload ./bundle s3://jobs/job-42/
 //   s3-ferry upload scene.blend tex1.png s3://jobs/job-42/
 //   s3-ferry download s3://jobs/job-42/ ./out
+//   s3-ferry upload-attachments ./job s3://jobs/farm --manifest job.manifest   (by content, skipping what S3 has)
+//   s3-ferry download-manifest job.manifest s3://jobs/farm ./out
 //
 // Progress: a live bar on a terminal, a plain line a second otherwise, JSON lines with --json. Ctrl-C cancels
 // through the AbortSignal path (nothing half-written is left) and exits with 130.
-import { statSync } from 'node:fs'
+import { readFileSync, statSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { Command, InvalidArgumentError, Option } from 'commander'
 import cliProgress from 'cli-progress'
@@ -39,6 +41,11 @@ export function parseS3Url(text) {
 
 const fmt = (n) => (n >= 1024 ** 3 ? `${(n / 1024 ** 3).toFixed(2)} GiB` : n >= 1024 ** 2 ? `${(n / 1024 ** 2).toFixed(1)} MiB` : `${(n / 1024).toFixed(1)} KiB`)
 
+/** Where a progress event stands: hashed bytes while hashing, transferred bytes after. */
+function position(p) {
+  return p.phase === 'hashing' ? { done: p.hashedBytes, files: p.hashedFiles } : { done: p.transferredBytes, files: p.completedFiles }
+}
+
 /** The progress display: a bar on a terminal, a line a second otherwise, JSON lines with --json. */
 function display(mode, label) {
   if (mode === 'json') {
@@ -63,13 +70,14 @@ function display(mode, label) {
     let started = false
     return {
       update(p) {
-        const payload = { done: fmt(p.transferredBytes), total: fmt(p.totalBytes), files: `${p.completedFiles}/${p.totalFiles}`, rate: fmt(p.bytesPerSecond) }
+        const { done, files } = position(p)
+        const payload = { done: fmt(done), total: fmt(p.totalBytes), files: `${files}/${p.totalFiles}`, rate: fmt(p.bytesPerSecond) }
         if (!started) {
-          bar.start(Math.max(1, p.totalBytes), p.transferredBytes, payload)
+          bar.start(Math.max(1, p.totalBytes), done, payload)
           started = true
         }
         bar.setTotal(Math.max(1, p.totalBytes))
-        bar.update(p.transferredBytes, payload)
+        bar.update(done, payload)
       },
       done() {
         if (started) bar.stop()
@@ -81,8 +89,10 @@ function display(mode, label) {
     update(p) {
       if (Date.now() - last < 1000) return
       last = Date.now()
-      const pct = p.totalBytes ? ((100 * p.transferredBytes) / p.totalBytes).toFixed(1) : '100.0'
-      console.log(`${label} ${pct}% ${fmt(p.transferredBytes)} / ${fmt(p.totalBytes)} files ${p.completedFiles}/${p.totalFiles} ${fmt(p.bytesPerSecond)}/s`)
+      const { done, files } = position(p)
+      const pct = p.totalBytes ? ((100 * done) / p.totalBytes).toFixed(1) : '100.0'
+      const what = p.phase === 'hashing' || p.phase === 'checking' ? p.phase.padEnd(8) : label
+      console.log(`${what} ${pct}% ${fmt(done)} / ${fmt(p.totalBytes)} files ${files}/${p.totalFiles} ${fmt(p.bytesPerSecond)}/s`)
     },
     done() {},
   }
@@ -99,11 +109,15 @@ function clientFrom(opts) {
   if (opts.partSize) Object.assign(options, { partSize: opts.partSize, multipartThreshold: opts.partSize })
   if (opts.maxBandwidth) options.maxBandwidth = opts.maxBandwidth
   if (opts.config) options.configFile = opts.config
+  if (opts.cacheDir) options.cacheDir = opts.cacheDir
+  if (opts.cache === false) options.cacheDir = false
   return new TransferClient(options)
 }
 
-/** Runs one transfer with the display, Ctrl-C and the exit code. */
-async function transfer(direction, opts, request) {
+/** Runs one transfer with the display, Ctrl-C and the exit code. `method`: the client's; `finish(result)`
+ * handles what it resolves to and returns the summary to print. */
+async function transfer(method, opts, request, finish = (summary) => summary) {
+  const direction = /^upload/i.test(method) ? 'upload' : 'download'
   const mode = opts.json ? 'json' : process.stdout.isTTY ? 'tty' : 'lines'
   const client = clientFrom(opts)
   const controller = new AbortController()
@@ -111,9 +125,9 @@ async function transfer(direction, opts, request) {
   process.on('SIGINT', onSigint)
   const view = display(mode, direction === 'upload' ? 'upload  ' : 'download')
   try {
-    const summary = await client[direction]({ ...request, signal: controller.signal, onProgress: (p) => view.update(p) })
+    const result = await client[method]({ ...request, signal: controller.signal, onProgress: (p) => view.update(p) })
     view.done()
-    report(mode, 'summary', summary)
+    report(mode, 'summary', finish(result))
     return 0
   } catch (e) {
     view.done()
@@ -135,7 +149,12 @@ function report(mode, type, s) {
     return
   }
   const what = type === 'aborted' ? 'Aborted; completed before the abort:' : 'Done:'
-  console.log(`${what} ${s.files} files, ${fmt(s.bytes)} in ${s.seconds.toFixed(2)} s (${fmt(s.bytesPerSecond)}/s)` + (s.skippedFiles ? `, ${s.skippedFiles} skipped` : ''))
+  console.log(
+    `${what} ${s.files} files, ${fmt(s.bytes)} in ${s.seconds.toFixed(2)} s (${fmt(s.bytesPerSecond)}/s)` +
+      (s.skippedFiles ? `, ${s.skippedFiles} skipped (${fmt(s.skippedBytes)})` : '') +
+      (s.resumedBytes ? `, ${fmt(s.resumedBytes)} resumed` : '') +
+      (s.hashedFiles ? `; ${s.hashedFiles} files hashed` + (s.cachedHashes ? ` (${s.cachedHashes} from the cache)` : '') : ''),
+  )
 }
 
 function common(cmd) {
@@ -150,6 +169,12 @@ function common(cmd) {
     .option('--max-bandwidth <rate>', 'bandwidth cap, e.g. 10MB/s', parseSize)
     .option('--config <file>', 'INI config file with a [settings] section (default: $S3_FERRY_CONFIG)')
     .addOption(new Option('--json', 'machine-readable progress: one JSON object per line'))
+}
+
+function attachments(cmd) {
+  return cmd
+    .option('--cache-dir <dir>', 'cache of file hashes and contents seen in S3 (default: $S3_FERRY_CACHE_DIR, else ~/.cache/s3-ferry)')
+    .option('--no-cache', 'no cache: hash every file, ask S3 about every content')
 }
 
 export function program() {
@@ -183,6 +208,41 @@ export function program() {
     )
     .action(async ({ bucket, prefix }, localDir, opts) => {
       process.exitCode = await transfer('download', opts, { bucket, keyPrefix: prefix, localDir, conflict: opts.conflict })
+    })
+  attachments(common(prog.command('upload-attachments')))
+    .description('job attachments: upload every file under a directory by content (xxh128) to s3://bucket/root/Data/, skipping contents S3 already has, and write the manifest')
+    .argument('<localDir>', "the job's root directory (manifest paths are relative to it)")
+    .argument('<destination>', 's3://bucket/rootPrefix', parseS3Url)
+    .option('--manifest <file>', 'write the manifest to this file (with --json and no file: in the summary line)')
+    .option('--manifest-key <key>', 'also store the manifest in the bucket at this key')
+    .option('--resumable', 'on failure, keep unfinished multipart uploads for the next run to resume')
+    .action(async (localDir, { bucket, prefix }, opts) => {
+      if (!opts.manifest && !opts.manifestKey && !opts.json) throw new InvalidArgumentError('give --manifest <file> and/or --manifest-key <key>')
+      const request = { bucket, rootPrefix: prefix, localDir, manifestKey: opts.manifestKey, resumable: !!opts.resumable }
+      process.exitCode = await transfer('uploadContentAddressed', opts, request, (out) => {
+        if (opts.manifest) writeFileSync(opts.manifest, out.manifest)
+        const { manifest, summary, ...rest } = out
+        return { ...summary, ...rest, ...(opts.json && !opts.manifest ? { manifest } : {}) }
+      })
+    })
+  attachments(common(prog.command('download-manifest')))
+    .description('job attachments: download the files of a manifest from s3://bucket/root/Data/, verifying each, skipping those already present')
+    .argument('<manifest>', 'a manifest file, or s3://bucket/key of a stored one')
+    .argument('<source>', 's3://bucket/rootPrefix', parseS3Url)
+    .argument('<localDir>', 'destination directory (created if missing)')
+    .addOption(
+      new Option('--conflict <policy>', 'when a destination exists with other content').choices(['overwrite', 'skip', 'createCopy', 'error']).default('overwrite'),
+    )
+    .action(async (manifest, { bucket, prefix }, localDir, opts) => {
+      const request = { bucket, rootPrefix: prefix, localDir, conflict: opts.conflict }
+      if (manifest.startsWith('s3://')) {
+        const stored = parseS3Url(manifest)
+        if (stored.bucket !== bucket) throw new InvalidArgumentError('the manifest must be in the same bucket as the contents')
+        request.manifestKey = stored.prefix
+      } else {
+        request.manifest = readFileSync(manifest, 'utf8')
+      }
+      process.exitCode = await transfer('downloadManifest', opts, request)
     })
   return prog
 }
