@@ -30,13 +30,14 @@ const { startFaultProxy } = await import('../scripts/fault-proxy.mjs')
 const { S3Client, CreateBucketCommand } = await import('@aws-sdk/client-s3')
 
 const N = Number(opts.files)
-const src = path.join(ROOT, '.cache', 'bench-data', `attachments-${N}`)
+const src = path.join(ROOT, '.cache', 'bench-data', `attachments-v2-${N}`)
 if (!existsSync(`${src}.complete`)) {
   for (let i = 0; i < N; i++) {
     const p = path.join(src, 'tex', `d${i % 100}`, `t${i}.png`)
     mkdirSync(path.dirname(p), { recursive: true })
-    const size = 1024 + ((i * 7919) % (99 * 1024))
-    const seed = i % 10 === 9 ? `shared${i % 5}` : String(i)
+    const shared = i % 10 === 9 // the same few textures in several places
+    const size = shared ? 4096 * (1 + (Math.floor(i / 10) % 5)) : 1024 + ((i * 7919) % (99 * 1024))
+    const seed = shared ? `shared${Math.floor(i / 10) % 5}` : String(i)
     writeFileSync(p, Buffer.alloc(size, createHash('sha512').update(seed).digest()))
   }
   for (let i = 0; i < 3; i++) {

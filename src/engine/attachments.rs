@@ -361,7 +361,7 @@ impl Engine {
           .await?
         };
         let (indices, present): (Vec<usize>, Vec<Planned>) = candidates.into_iter().unzip();
-        let (hashes, _) = self.hash_files(&present, &progress, &control.cancel, cache).await?;
+        let (hashes, _) = self.hash_files(&present, &progress, &control.cancel, cache.clone()).await?;
         let mut same = vec![false; entries.len()];
         let mut retime = Vec::new();
         for ((&i, hash), p) in indices.iter().zip(&hashes).zip(&present) {
@@ -417,9 +417,21 @@ impl Engine {
           keep_failed_uploads: false,
         });
         let root = Some(Arc::new(request.local_dir.clone()));
-        self
-          .download_entries(call, todo, request.conflict, root, &control.cancel)
-          .await
+        // Under `overwrite`, every file fetched is now at its destination with the manifest's content and mtime:
+        // the cache learns their hashes, so the next download of this manifest skips them without reading them.
+        let known: Vec<(FileKey, String)> = todo
+          .iter()
+          .filter_map(|e| {
+            let expect = e.expect.as_ref()?;
+            let path = std::path::absolute(&e.dest).ok()?;
+            Some((FileKey::new(&path, e.size?, Some(expect.mtime)), expect.hash.clone()))
+          })
+          .collect();
+        Box::pin(self.download_entries(call, todo, request.conflict, root, &control.cancel)).await?;
+        if let (Some(c), Conflict::Overwrite, false) = (&cache, request.conflict, known.is_empty()) {
+          cache_op(c, move |c| c.put_hashes(&known)).await;
+        }
+        Ok(())
       })
       .await;
     control.finish(result, &progress)
