@@ -361,7 +361,9 @@ impl Engine {
           .await?
         };
         let (indices, present): (Vec<usize>, Vec<Planned>) = candidates.into_iter().unzip();
-        let (hashes, _) = self.hash_files(&present, &progress, &control.cancel, cache.clone()).await?;
+        let (hashes, _) = self
+          .hash_files(&present, &progress, &control.cancel, cache.clone())
+          .await?;
         let mut same = vec![false; entries.len()];
         let mut retime = Vec::new();
         for ((&i, hash), p) in indices.iter().zip(&hashes).zip(&present) {

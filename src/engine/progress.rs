@@ -355,7 +355,7 @@ mod tests {
     .await;
     assert_eq!(out, 7);
     let n = events.lock().unwrap().len();
-    assert!(n >= 2 && n < 10, "coalesced events: {n}");
+    assert!((2..10).contains(&n), "coalesced events: {n}");
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert_eq!(events.lock().unwrap().len(), n, "no event after the work ends");
     let v = events.lock().unwrap();

@@ -264,18 +264,15 @@ impl Engine {
     let bucket = &*call.bucket;
     let algorithm = self.checksum_algorithm();
     let part_size = self.config().part_size_for(file.size);
-    let record = match &call.cache {
-      Some(cache) => Some(Record {
-        cache: cache.clone(),
-        scope: self.cache_scope(bucket),
-        file: FileKey::new(
-          &std::path::absolute(&file.path).unwrap_or_else(|_| file.path.clone()),
-          file.size,
-          file.modified,
-        ),
-      }),
-      None => None,
-    };
+    let record = call.cache.as_ref().map(|cache| Record {
+      cache: cache.clone(),
+      scope: self.cache_scope(bucket),
+      file: FileKey::new(
+        &std::path::absolute(&file.path).unwrap_or_else(|_| file.path.clone()),
+        file.size,
+        file.modified,
+      ),
+    });
     let resumed = match &record {
       Some(r) => {
         or_cancelled(
