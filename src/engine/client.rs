@@ -174,6 +174,9 @@ async fn build_s3(cfg: &ClientConfig) -> Result<aws_sdk_s3::Client> {
     .http_client(http)
     .region(region.clone())
     .retry_config(retry_config(cfg.max_attempts))
+    // The engine's idle read timeout (timeout.rs) already fails a silent body; the SDK's stalled-stream monitor
+    // would wrap every body again and sample its throughput on every chunk.
+    .stalled_stream_protection(aws_config::stalled_stream_protection::StalledStreamProtectionConfig::disabled())
     .timeout_config(
       TimeoutConfig::builder()
         .connect_timeout(Duration::from_millis(cfg.connect_timeout_ms))
