@@ -9,9 +9,3 @@
 
 mod binding;
 pub mod engine;
-
-/// mimalloc for the addon's own allocations: a transfer allocates and frees small buffers (headers, request
-/// state, body chunks) on several threads at once, where glibc's malloc spent about an eighth of the CPU of a
-/// small-file download in `malloc`/`free`/`malloc_consolidate` (perf, W2).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
