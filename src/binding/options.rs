@@ -361,17 +361,25 @@ pub trait CallRequest {
   fn call_parts(&mut self) -> CallParts<'_>;
 }
 
+/// `CallRequest::call_parts` for a request struct with the four common fields (`signal`, `on_progress`,
+/// `progress_interval_ms`, `max_bandwidth`).
+macro_rules! call_parts {
+  () => {
+    fn call_parts(&mut self) -> CallParts<'_> {
+      CallParts {
+        on_progress: self.on_progress.take(),
+        signal: self.signal.as_ref(),
+        progress_interval_ms: self.progress_interval_ms,
+        max_bandwidth: self.max_bandwidth,
+      }
+    }
+  };
+}
+
 impl CallRequest for UploadRequest {
   type Engine = engine::UploadRequest;
 
-  fn call_parts(&mut self) -> CallParts<'_> {
-    CallParts {
-      on_progress: self.on_progress.take(),
-      signal: self.signal.as_ref(),
-      progress_interval_ms: self.progress_interval_ms,
-      max_bandwidth: self.max_bandwidth,
-    }
-  }
+  call_parts!();
 
   fn to_engine(&mut self) -> Result<engine::UploadRequest, Error> {
     exactly_one("upload", self.files.is_some(), self.local_dir.is_some(), "files")?;
@@ -404,14 +412,7 @@ impl CallRequest for UploadRequest {
 impl CallRequest for DownloadRequest {
   type Engine = engine::DownloadRequest;
 
-  fn call_parts(&mut self) -> CallParts<'_> {
-    CallParts {
-      on_progress: self.on_progress.take(),
-      signal: self.signal.as_ref(),
-      progress_interval_ms: self.progress_interval_ms,
-      max_bandwidth: self.max_bandwidth,
-    }
-  }
+  call_parts!();
 
   fn to_engine(&mut self) -> Result<engine::DownloadRequest, Error> {
     exactly_one("download", self.objects.is_some(), self.local_dir.is_some(), "objects")?;
@@ -444,14 +445,7 @@ impl CallRequest for DownloadRequest {
 impl CallRequest for ContentAddressedUploadRequest {
   type Engine = engine::AttachmentUpload;
 
-  fn call_parts(&mut self) -> CallParts<'_> {
-    CallParts {
-      on_progress: self.on_progress.take(),
-      signal: self.signal.as_ref(),
-      progress_interval_ms: self.progress_interval_ms,
-      max_bandwidth: self.max_bandwidth,
-    }
-  }
+  call_parts!();
 
   fn to_engine(&mut self) -> Result<engine::AttachmentUpload, Error> {
     let request = engine::AttachmentUpload {
@@ -470,14 +464,7 @@ impl CallRequest for ContentAddressedUploadRequest {
 impl CallRequest for ManifestDownloadRequest {
   type Engine = engine::AttachmentDownload;
 
-  fn call_parts(&mut self) -> CallParts<'_> {
-    CallParts {
-      on_progress: self.on_progress.take(),
-      signal: self.signal.as_ref(),
-      progress_interval_ms: self.progress_interval_ms,
-      max_bandwidth: self.max_bandwidth,
-    }
-  }
+  call_parts!();
 
   fn to_engine(&mut self) -> Result<engine::AttachmentDownload, Error> {
     let manifest = match (self.manifest.take(), self.manifest_key.take()) {

@@ -159,21 +159,11 @@ impl Engine {
     control: Control,
   ) -> Result<AttachmentUploadOutput> {
     request.validate()?;
-    let progress = ProgressState::new();
-    progress.set_phase(Phase::Hashing);
-    let mut out = None;
-    let result = control
-      .report(&progress, async {
-        if control.cancel.is_cancelled() {
-          return Err(Error::Cancelled { summary: None });
-        }
-        // Boxed: the whole upload path inlined into one state machine is large (megabytes in debug builds).
-        out = Some(Box::pin(self.attachments_up(&request, &progress, &control)).await?);
-        Ok(())
-      })
-      .await;
-    let summary = control.finish(result, &progress)?;
-    let mut out = out.expect("set on success");
+    let (request, control) = (&request, &control);
+    // Boxed: the whole upload path inlined into one state machine is large (megabytes in debug builds).
+    let work =
+      |progress: Arc<ProgressState>| async move { Box::pin(self.attachments_up(request, &progress, control)).await };
+    let (mut out, summary) = control.run(Phase::Hashing, work).await?;
     out.summary = summary;
     Ok(out)
   }
@@ -310,133 +300,121 @@ impl Engine {
     control: Control,
   ) -> Result<Summary> {
     request.validate()?;
-    let progress = ProgressState::new();
-    progress.set_phase(Phase::Hashing);
-    let result = control
-      .report(&progress, async {
-        if control.cancel.is_cancelled() {
-          return Err(Error::Cancelled { summary: None });
+    let (request, control) = (&request, &control);
+    let work = |progress: Arc<ProgressState>| async move {
+      let (entries, dests) = match &request.manifest {
+        ManifestSource::Text(text) => request.plan(text)?,
+        ManifestSource::Key(key) => {
+          let text = or_cancelled(&control.cancel, Box::pin(self.get_manifest(&request.bucket, key))).await?;
+          request.plan(&text)?
         }
-        let (entries, dests) = match &request.manifest {
-          ManifestSource::Text(text) => request.plan(text)?,
-          ManifestSource::Key(key) => {
-            let text = or_cancelled(&control.cancel, Box::pin(self.get_manifest(&request.bucket, key))).await?;
-            request.plan(&text)?
-          }
-        };
-        progress.set_planned(entries.len() as u64, entries.iter().map(|e| e.size).sum());
-        let cache = self.cache().await;
-        // Destinations that exist with the manifest's size are hashed; the same content is skipped.
-        let candidates = {
-          let all: Vec<(usize, PathBuf, u64)> = dests
-            .iter()
-            .zip(&entries)
-            .enumerate()
-            .map(|(i, (d, e))| (i, d.clone(), e.size))
-            .collect();
-          or_cancelled(
-            &control.cancel,
-            blocking(move || {
-              Ok(
-                all
-                  .into_iter()
-                  .filter_map(|(i, dest, size)| {
-                    let meta = std::fs::symlink_metadata(&dest).ok()?;
-                    (meta.is_file() && meta.len() == size).then(|| {
-                      (
-                        i,
-                        Planned {
-                          path: dest,
-                          key: String::new(),
-                          size,
-                          modified: meta.modified().ok(),
-                        },
-                      )
-                    })
-                  })
-                  .collect::<Vec<_>>(),
-              )
-            }),
-          )
-          .await?
-        };
-        let (indices, present): (Vec<usize>, Vec<Planned>) = candidates.into_iter().unzip();
-        let (hashes, _) = self
-          .hash_files(&present, &progress, &control.cancel, cache.clone())
-          .await?;
-        let mut same = vec![false; entries.len()];
-        let mut retime = Vec::new();
-        for ((&i, hash), p) in indices.iter().zip(&hashes).zip(&present) {
-          if *hash == entries[i].hash {
-            same[i] = true;
-            progress.skip_planned(entries[i].size);
-            if p.modified.map(manifest::mtime_micros) != Some(entries[i].mtime) {
-              retime.push((p.path.clone(), manifest::time_from_micros(entries[i].mtime)));
-            }
-          }
-        }
-        if !retime.is_empty() {
-          blocking(move || {
-            for (path, mtime) in retime {
-              let f = std::fs::File::options()
-                .write(true)
-                .open(&path)
-                .map_err(|e| Error::io("open", &path, e))?;
-              f.set_modified(mtime)
-                .map_err(|e| Error::io("set the modification time of", &path, e))?;
-            }
-            Ok(())
-          })
-          .await?;
-        }
-        progress.set_phase(Phase::Downloading);
-        let todo: Vec<Entry> = entries
+      };
+      progress.set_planned(entries.len() as u64, entries.iter().map(|e| e.size).sum());
+      let cache = self.cache().await;
+      // Destinations that exist with the manifest's size are hashed; the same content is skipped.
+      let candidates = {
+        let all: Vec<(usize, PathBuf, u64)> = dests
           .iter()
-          .zip(dests)
+          .zip(&entries)
           .enumerate()
-          .filter(|(i, _)| !same[*i])
-          .map(|(_, (e, dest))| {
-            let key = data_key(&request.root_prefix, &e.hash);
-            Entry {
-              key: key.clone(),
-              dest,
-              size: Some(e.size),
-              etag: None,
-              algorithm: None,
-              expect: Some(Arc::new(Expected {
-                hash: e.hash.clone(),
-                mtime: manifest::time_from_micros(e.mtime),
-                fallback_key: key.strip_suffix(".xxh128").map(str::to_owned),
-              })),
-            }
-          })
+          .map(|(i, (d, e))| (i, d.clone(), e.size))
           .collect();
-        let call = Arc::new(Call {
-          bucket: Arc::from(request.bucket.as_str()),
-          progress: progress.clone(),
-          throttle: self.throttle_for(&control),
-          cache: None,
-          keep_failed_uploads: false,
-        });
-        let root = Some(Arc::new(request.local_dir.clone()));
-        // Under `overwrite`, every file fetched is now at its destination with the manifest's content and mtime:
-        // the cache learns their hashes, so the next download of this manifest skips them without reading them.
-        let known: Vec<(FileKey, String)> = todo
-          .iter()
-          .filter_map(|e| {
-            let expect = e.expect.as_ref()?;
-            let path = std::path::absolute(&e.dest).ok()?;
-            Some((FileKey::new(&path, e.size?, Some(expect.mtime)), expect.hash.clone()))
-          })
-          .collect();
-        Box::pin(self.download_entries(call, todo, request.conflict, root, &control.cancel)).await?;
-        if let (Some(c), Conflict::Overwrite, false) = (&cache, request.conflict, known.is_empty()) {
-          cache_op(c, move |c| c.put_hashes(&known)).await;
+        or_cancelled(
+          &control.cancel,
+          blocking(move || {
+            Ok(
+              all
+                .into_iter()
+                .filter_map(|(i, dest, size)| {
+                  let meta = std::fs::symlink_metadata(&dest).ok()?;
+                  (meta.is_file() && meta.len() == size).then(|| {
+                    (
+                      i,
+                      Planned {
+                        path: dest,
+                        key: String::new(),
+                        size,
+                        modified: meta.modified().ok(),
+                      },
+                    )
+                  })
+                })
+                .collect::<Vec<_>>(),
+            )
+          }),
+        )
+        .await?
+      };
+      let (indices, present): (Vec<usize>, Vec<Planned>) = candidates.into_iter().unzip();
+      let (hashes, _) = self
+        .hash_files(&present, &progress, &control.cancel, cache.clone())
+        .await?;
+      let mut same = vec![false; entries.len()];
+      let mut retime = Vec::new();
+      for ((&i, hash), p) in indices.iter().zip(&hashes).zip(&present) {
+        if *hash == entries[i].hash {
+          same[i] = true;
+          progress.skip_planned(entries[i].size);
+          if p.modified.map(manifest::mtime_micros) != Some(entries[i].mtime) {
+            retime.push((p.path.clone(), manifest::time_from_micros(entries[i].mtime)));
+          }
         }
-        Ok(())
-      })
-      .await;
-    control.finish(result, &progress)
+      }
+      if !retime.is_empty() {
+        blocking(move || {
+          for (path, mtime) in retime {
+            let f = std::fs::File::options()
+              .write(true)
+              .open(&path)
+              .map_err(|e| Error::io("open", &path, e))?;
+            f.set_modified(mtime)
+              .map_err(|e| Error::io("set the modification time of", &path, e))?;
+          }
+          Ok(())
+        })
+        .await?;
+      }
+      progress.set_phase(Phase::Downloading);
+      let todo: Vec<Entry> = entries
+        .iter()
+        .zip(dests)
+        .enumerate()
+        .filter(|(i, _)| !same[*i])
+        .map(|(_, (e, dest))| {
+          let key = data_key(&request.root_prefix, &e.hash);
+          Entry {
+            key: key.clone(),
+            dest,
+            size: Some(e.size),
+            etag: None,
+            algorithm: None,
+            expect: Some(Arc::new(Expected {
+              hash: e.hash.clone(),
+              mtime: manifest::time_from_micros(e.mtime),
+              fallback_key: key.strip_suffix(".xxh128").map(str::to_owned),
+            })),
+          }
+        })
+        .collect();
+      let call = Call::download(&request.bucket, progress.clone(), self.throttle_for(control));
+      let root = Some(Arc::new(request.local_dir.clone()));
+      // Under `overwrite`, every file fetched is now at its destination with the manifest's content and mtime:
+      // the cache learns their hashes, so the next download of this manifest skips them without reading them.
+      let known: Vec<(FileKey, String)> = todo
+        .iter()
+        .filter_map(|e| {
+          let expect = e.expect.as_ref()?;
+          let path = std::path::absolute(&e.dest).ok()?;
+          Some((FileKey::new(&path, e.size?, Some(expect.mtime)), expect.hash.clone()))
+        })
+        .collect();
+      Box::pin(self.download_entries(call, todo, request.conflict, root, &control.cancel)).await?;
+      if let (Some(c), Conflict::Overwrite, false) = (&cache, request.conflict, known.is_empty()) {
+        cache_op(c, move |c| c.put_hashes(&known)).await;
+      }
+      Ok(())
+    };
+    control.run(Phase::Hashing, work).await.map(|((), summary)| summary)
   }
 
   /// Hashes files (xxh128), `2 × threads` at a time on the blocking pool; hashes of files unchanged since they

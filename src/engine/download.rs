@@ -155,33 +155,21 @@ impl Engine {
   /// whole, and no temporary or partial file is left.
   pub async fn download(self: &Arc<Self>, request: DownloadRequest, control: Control) -> Result<super::Summary> {
     request.validate()?;
-    let progress = ProgressState::new();
-    progress.set_phase(Phase::Downloading);
-    let result = control
-      .report(&progress, async {
-        if control.cancel.is_cancelled() {
-          return Err(Error::Cancelled { summary: None });
-        }
-        let entries = or_cancelled(&control.cancel, self.plan_download(&request)).await?;
-        let listed: u64 = entries.iter().filter_map(|e| e.size).sum();
-        progress.set_planned(entries.len() as u64, listed);
-        let call = Arc::new(Call {
-          bucket: Arc::from(request.bucket.as_str()),
-          progress: progress.clone(),
-          throttle: self.throttle_for(&control),
-          cache: None,
-          keep_failed_uploads: false,
-        });
-        let root = match &request.source {
-          DownloadSource::Prefix { local_dir, .. } => Some(Arc::new(local_dir.clone())),
-          DownloadSource::Objects(_) => None,
-        };
-        self
-          .download_entries(call, entries, request.conflict, root, &control.cancel)
-          .await
-      })
-      .await;
-    control.finish(result, &progress)
+    let (request, control) = (&request, &control);
+    let work = |progress: Arc<ProgressState>| async move {
+      let entries = or_cancelled(&control.cancel, self.plan_download(request)).await?;
+      let listed: u64 = entries.iter().filter_map(|e| e.size).sum();
+      progress.set_planned(entries.len() as u64, listed);
+      let call = Call::download(&request.bucket, progress, self.throttle_for(control));
+      let root = match &request.source {
+        DownloadSource::Prefix { local_dir, .. } => Some(Arc::new(local_dir.clone())),
+        DownloadSource::Objects(_) => None,
+      };
+      self
+        .download_entries(call, entries, request.conflict, root, &control.cancel)
+        .await
+    };
+    control.run(Phase::Downloading, work).await.map(|((), summary)| summary)
   }
 
   async fn plan_download(&self, request: &DownloadRequest) -> Result<Vec<Entry>> {

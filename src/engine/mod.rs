@@ -67,8 +67,27 @@ impl Default for Control {
 }
 
 impl Control {
-  async fn report<F: std::future::Future>(&self, state: &ProgressState, work: F) -> F::Output {
-    progress::report_while(state, self.progress.as_ref(), self.progress_interval, work).await
+  /// Runs one call: fresh counters in `phase`, progress reported while `work` runs, nothing started when the
+  /// call is cancelled already. Returns what `work` returned and the call's summary; on failure the error (a
+  /// cancellation carries what completed before it).
+  async fn run<T, F, Fut>(&self, phase: Phase, work: F) -> Result<(T, Summary)>
+  where
+    F: FnOnce(std::sync::Arc<ProgressState>) -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+  {
+    let state = ProgressState::new();
+    state.set_phase(phase);
+    let mut out = None;
+    let result = progress::report_while(&state, self.progress.as_ref(), self.progress_interval, async {
+      if self.cancel.is_cancelled() {
+        return Err(Error::Cancelled { summary: None });
+      }
+      out = Some(work(state.clone()).await?);
+      Ok(())
+    })
+    .await;
+    let summary = self.finish(result, &state)?;
+    Ok((out.expect("set when the work succeeded"), summary))
   }
 
   /// The call's outcome: its summary, or its error; a cancellation carries what completed before it.
@@ -102,6 +121,23 @@ struct Call {
   cache: Option<std::sync::Arc<cache::Cache>>,
   /// A multipart upload that fails (not cancelled) stays on the server, recorded, for the next call to resume.
   keep_failed_uploads: bool,
+}
+
+impl Call {
+  /// A download's: no cache, no uploads to keep.
+  fn download(
+    bucket: &str,
+    progress: std::sync::Arc<ProgressState>,
+    throttle: Option<std::sync::Arc<Bandwidth>>,
+  ) -> std::sync::Arc<Call> {
+    std::sync::Arc::new(Call {
+      bucket: std::sync::Arc::from(bucket),
+      progress,
+      throttle,
+      cache: None,
+      keep_failed_uploads: false,
+    })
+  }
 }
 
 /// S3 bucket names are 3-63 characters; S3-compatible stores are laxer, so only what can never work is refused.

@@ -20,7 +20,7 @@ use super::client::Engine;
 use super::config::{ChecksumMode, IN_MEMORY_MAX, MAX_KEY_BYTES, MAX_OBJECT_SIZE, MAX_REQUESTS_PER_FILE};
 use super::error::{Error, Result};
 use super::log::counting;
-use super::progress::ProgressState;
+use super::progress::{Phase, ProgressState};
 use super::scheduler::{blocking, joined, or_cancelled, run_jobs, spawn_abortable, Job};
 use super::{validate_bucket, Call, Control};
 
@@ -124,36 +124,24 @@ impl Engine {
   /// no multipart upload of this call is left on the server.
   pub async fn upload(self: &Arc<Self>, request: UploadRequest, control: Control) -> Result<super::Summary> {
     request.validate()?;
-    let progress = ProgressState::new();
-    let result = control
-      .report(&progress, async {
-        if control.cancel.is_cancelled() {
-          return Err(Error::Cancelled { summary: None });
-        }
-        let source = request.source.clone();
-        let (files, skipped) = or_cancelled(&control.cancel, blocking(move || plan(source))).await?;
-        if let Some(f) = files.iter().find(|f| f.size > MAX_OBJECT_SIZE) {
-          return Err(Error::invalid_value(format!(
-            "'{}' is {} bytes; S3 stores objects up to 5 TiB ({MAX_OBJECT_SIZE} bytes)",
-            f.path.display(),
-            f.size
-          )));
-        }
-        for bytes in skipped {
-          progress.skip(bytes);
-        }
-        progress.set_planned(files.len() as u64, files.iter().map(|f| f.size).sum());
-        let call = Arc::new(Call {
-          bucket: Arc::from(request.bucket.as_str()),
-          progress: progress.clone(),
-          throttle: self.throttle_for(&control),
-          cache: self.cache_for(&files).await,
-          keep_failed_uploads: request.resumable,
-        });
-        self.upload_planned(call, files, &control.cancel).await
-      })
-      .await;
-    control.finish(result, &progress)
+    let (request, control) = (&request, &control);
+    let work = |progress: Arc<ProgressState>| async move {
+      let source = request.source.clone();
+      let (files, skipped) = or_cancelled(&control.cancel, blocking(move || plan(source))).await?;
+      for bytes in skipped {
+        progress.skip(bytes);
+      }
+      progress.set_planned(files.len() as u64, files.iter().map(|f| f.size).sum());
+      let call = Arc::new(Call {
+        bucket: Arc::from(request.bucket.as_str()),
+        progress,
+        throttle: self.throttle_for(control),
+        cache: self.cache_for(&files).await,
+        keep_failed_uploads: request.resumable,
+      });
+      self.upload_planned(call, files, &control.cancel).await
+    };
+    control.run(Phase::Uploading, work).await.map(|((), summary)| summary)
   }
 
   /// The cache, when some file is large enough to need it (multipart records); opening it is otherwise skipped.
@@ -712,6 +700,18 @@ fn unchanged(file: &Planned, opened: &std::fs::File) -> Result<()> {
 /// send and the sizes of the entries skipped (symlinks and special files are not followed in a directory walk,
 /// so a link to `/etc` is never uploaded by accident).
 pub(super) fn plan(source: UploadSource) -> Result<(Vec<Planned>, Vec<u64>)> {
+  let (files, skipped) = plan_unchecked(source)?;
+  if let Some(f) = files.iter().find(|f| f.size > MAX_OBJECT_SIZE) {
+    return Err(Error::invalid_value(format!(
+      "'{}' is {} bytes; S3 stores objects up to 5 TiB ({MAX_OBJECT_SIZE} bytes)",
+      f.path.display(),
+      f.size
+    )));
+  }
+  Ok((files, skipped))
+}
+
+fn plan_unchecked(source: UploadSource) -> Result<(Vec<Planned>, Vec<u64>)> {
   match source {
     UploadSource::Files(files) => {
       let mut out = Vec::with_capacity(files.len());
