@@ -13,7 +13,7 @@ use std::sync::Arc;
 use futures_util::{stream, StreamExt, TryStreamExt};
 use tokio_util::sync::CancellationToken;
 
-use super::cache::{Cache, FileKey};
+use super::cache::{cache_op, Cache, FileKey};
 use super::client::Engine;
 use super::download::{Conflict, Entry, Expected};
 use super::error::{Error, Result};
@@ -548,22 +548,6 @@ fn hash_one(file: &Planned, progress: &ProgressState, cancel: &CancellationToken
   }
   progress.hashed_file();
   Ok(hash)
-}
-
-/// Runs a cache operation on the blocking pool; a failing cache is logged and gives `None`.
-async fn cache_op<T: Send + 'static>(
-  cache: &Arc<Cache>,
-  f: impl FnOnce(&Cache) -> rusqlite::Result<T> + Send + 'static,
-) -> Option<T> {
-  let c = cache.clone();
-  match blocking(move || Ok(f(&c))).await {
-    Ok(Ok(v)) => Some(v),
-    Ok(Err(e)) => {
-      tracing::warn!(target: "s3_ferry::cache", error = %e, "cache operation failed");
-      None
-    }
-    Err(_) => None,
-  }
 }
 
 /// The explicit files of a job as (path, manifest path): each must be inside `root`, and its manifest path is

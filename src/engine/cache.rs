@@ -280,6 +280,23 @@ impl Cache {
   }
 }
 
+/// Runs a cache operation on the blocking pool (never on the runtime's threads); a failing cache is logged and
+/// gives `None`: the cache only ever saves work.
+pub(crate) async fn cache_op<T: Send + 'static>(
+  cache: &std::sync::Arc<Cache>,
+  f: impl FnOnce(&Cache) -> Sql<T> + Send + 'static,
+) -> Option<T> {
+  let c = cache.clone();
+  match super::scheduler::blocking(move || Ok(f(&c))).await {
+    Ok(Ok(v)) => Some(v),
+    Ok(Err(e)) => {
+      tracing::warn!(target: "s3_ferry::cache", error = %e, "cache operation failed");
+      None
+    }
+    Err(_) => None,
+  }
+}
+
 fn nanos_since_epoch(t: SystemTime) -> i64 {
   match t.duration_since(UNIX_EPOCH) {
     Ok(d) => d.as_nanos().min(i64::MAX as u128) as i64,

@@ -15,7 +15,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::body::{FileRange, FileStamp};
-use super::cache::{Cache, FileKey};
+use super::cache::{cache_op, Cache, FileKey};
 use super::client::Engine;
 use super::config::{ChecksumMode, IN_MEMORY_MAX, MAX_KEY_BYTES, MAX_OBJECT_SIZE, MAX_REQUESTS_PER_FILE};
 use super::error::{Error, Result};
@@ -623,24 +623,16 @@ struct Record {
 }
 
 impl Record {
-  /// Reads on the blocking pool; a failing cache is logged and reads as nothing.
+  /// Runs a cache operation for this file on the blocking pool; a failing cache is logged and reads as nothing.
   async fn read<T: Send + 'static>(
     &self,
     f: impl FnOnce(&Cache, &str, &FileKey) -> rusqlite::Result<T> + Send + 'static,
   ) -> Option<T> {
-    let r = self.clone();
-    let out = blocking(move || Ok(f(&r.cache, &r.scope, &r.file))).await;
-    match out {
-      Ok(Ok(v)) => Some(v),
-      Ok(Err(e)) => {
-        tracing::warn!(target: "s3_ferry::cache", error = %e, "cache read failed");
-        None
-      }
-      Err(_) => None,
-    }
+    let (scope, file) = (self.scope.clone(), self.file.clone());
+    cache_op(&self.cache, move |c| f(c, &scope, &file)).await
   }
 
-  /// Writes on the blocking pool; a failing cache is logged (it only ever saves work).
+  /// As `read`, for writes.
   async fn write(&self, f: impl FnOnce(&Cache, &str, &FileKey) -> rusqlite::Result<()> + Send + 'static) {
     self.read(f).await;
   }
