@@ -3,7 +3,6 @@
 
 use std::future::Future;
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,6 +10,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::SystemTime;
 
+use super::positional::PositionalIo;
 use super::progress::RangeProgress;
 use super::scheduler::{spawn_abortable, AbortOnDrop};
 use super::throttle::Bandwidth;

@@ -12,7 +12,6 @@
 //! Every method blocks (SQLite I/O): call them from the blocking pool, batched, never per request on the
 //! runtime's threads.
 
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -81,6 +80,8 @@ impl Cache {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.busy_timeout(Duration::from_secs(10))?;
+    // Paths are stored as the OS's own bytes (`OsStr::as_encoded_bytes`: the bytes on Unix, WTF-8 on Windows),
+    // so every path has one exact key, including names that are not valid Unicode.
     conn.execute_batch(
       "CREATE TABLE IF NOT EXISTS file_hashes (
          path BLOB PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, hash TEXT NOT NULL);
@@ -122,7 +123,9 @@ impl Cache {
       .map(|f| match f.mtime_ns {
         0 => Ok(None),
         m => stmt
-          .query_row(params![f.path.as_os_str().as_bytes(), f.size as i64, m], |r| r.get(0))
+          .query_row(params![f.path.as_os_str().as_encoded_bytes(), f.size as i64, m], |r| {
+            r.get(0)
+          })
           .optional(),
       })
       .collect()
@@ -135,7 +138,12 @@ impl Cache {
     {
       let mut stmt = tx.prepare_cached("INSERT OR REPLACE INTO file_hashes VALUES (?1, ?2, ?3, ?4)")?;
       for (f, hash) in rows.iter().filter(|(f, _)| f.mtime_ns != 0) {
-        stmt.execute(params![f.path.as_os_str().as_bytes(), f.size as i64, f.mtime_ns, hash])?;
+        stmt.execute(params![
+          f.path.as_os_str().as_encoded_bytes(),
+          f.size as i64,
+          f.mtime_ns,
+          hash
+        ])?;
       }
     }
     tx.commit()
@@ -185,7 +193,7 @@ impl Cache {
         params![
           scope,
           key,
-          file.path.as_os_str().as_bytes(),
+          file.path.as_os_str().as_encoded_bytes(),
           file.size as i64,
           file.mtime_ns
         ],
@@ -221,7 +229,7 @@ impl Cache {
         params![
           scope,
           key,
-          file.path.as_os_str().as_bytes(),
+          file.path.as_os_str().as_encoded_bytes(),
           file.size as i64,
           file.mtime_ns
         ],
@@ -250,7 +258,7 @@ impl Cache {
         upload_id,
         scope,
         key,
-        file.path.as_os_str().as_bytes(),
+        file.path.as_os_str().as_encoded_bytes(),
         file.size as i64,
         file.mtime_ns,
         part_size as i64,

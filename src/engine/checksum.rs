@@ -157,7 +157,7 @@ pub(crate) fn of_range(
   len: u64,
   algorithm: ChecksumAlgorithm,
 ) -> std::io::Result<u64> {
-  use std::os::unix::fs::FileExt;
+  use super::positional::PositionalIo;
   let mut digest = Digest::new(algorithm.crc());
   let mut buf = vec![0u8; 1 << 20];
   let mut done = 0;

@@ -3,7 +3,6 @@
 //! when complete.
 
 use std::collections::HashSet;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -21,6 +20,7 @@ use super::config::{ChecksumAlgorithm, IN_MEMORY_MAX, MAX_REQUESTS_PER_FILE};
 use super::error::{Error, Result};
 use super::log::counting;
 use super::paths::{check_contained, conflicting_destinations, copy_name, destination_for, TempFile};
+use super::positional::PositionalIo;
 use super::progress::{Phase, ProgressState, RangeProgress};
 use super::scheduler::{blocking, joined, or_cancelled, run_jobs, spawn_abortable, Job};
 use super::{validate_bucket, Call, Control};
@@ -354,7 +354,12 @@ impl Engine {
     );
     let placed = blocking(move || {
       if let Some(expect) = expect {
-        let f = std::fs::File::open(temp.path()).map_err(|e| Error::io("open", &dest, e))?;
+        // Writable: Windows sets a file's times only through a handle with write access.
+        let f = std::fs::File::options()
+          .read(true)
+          .write(true)
+          .open(temp.path())
+          .map_err(|e| Error::io("open", &dest, e))?;
         let hash = super::manifest::hash_open_file(&f, &mut |_| true).map_err(|e| Error::io("read", &dest, e))?;
         expect.check(hash, &bucket, &key)?;
         f.set_modified(expect.mtime)

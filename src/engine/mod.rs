@@ -18,6 +18,7 @@ mod error;
 pub mod log;
 pub mod manifest;
 pub mod paths;
+mod positional;
 mod progress;
 mod scheduler;
 pub mod settings;

@@ -2,7 +2,6 @@
 //! read from disk as they are sent. A multipart upload that does not complete is aborted on the server.
 
 use std::collections::HashSet;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -20,6 +19,7 @@ use super::client::Engine;
 use super::config::{ChecksumMode, IN_MEMORY_MAX, MAX_KEY_BYTES, MAX_OBJECT_SIZE, MAX_REQUESTS_PER_FILE};
 use super::error::{Error, Result};
 use super::log::counting;
+use super::positional::PositionalIo;
 use super::progress::{Phase, ProgressState};
 use super::scheduler::{blocking, joined, or_cancelled, run_jobs, spawn_abortable, Job};
 use super::{validate_bucket, Call, Control};
@@ -815,6 +815,7 @@ mod tests {
     assert!(req.validate().unwrap_err().to_string().contains("1024"));
   }
 
+  #[cfg(unix)] // creating symlinks on Windows needs a privilege
   #[test]
   fn directory_walk_makes_slash_keys_and_skips_symlinks() {
     let dir = tempfile::tempdir().unwrap();
