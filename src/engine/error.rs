@@ -74,12 +74,14 @@ pub enum Error {
   },
 
   /// A key would be written outside the destination directory.
-  #[error("key '{key}' resolves outside the destination directory '{}'", local_dir.display())]
+  #[error("key '{key}' resolves outside the destination directory '{}': {reason}", local_dir.display())]
   PathOutsideDestination {
     /// The offending key.
     key: String,
     /// The destination directory.
     local_dir: PathBuf,
+    /// What in the key would make it land elsewhere ("a '..' segment", "a Windows device name ...").
+    reason: &'static str,
   },
 
   /// Two listed keys would write the same local file (`a//b` and `a/b`), or one needs a directory where the
@@ -349,6 +351,11 @@ impl Error {
 /// Node-style code for a local I/O error.
 fn io_code(e: &std::io::Error) -> &'static str {
   use std::io::ErrorKind as K;
+  if cfg!(windows) {
+    if let Some(code) = e.raw_os_error().and_then(windows_code) {
+      return code;
+    }
+  }
   match e.kind() {
     K::NotFound => "ENOENT",
     K::PermissionDenied => "EACCES",
@@ -362,6 +369,20 @@ fn io_code(e: &std::io::Error) -> &'static str {
     K::UnexpectedEof => "ERR_FILE_CHANGED",
     _ => "EIO",
   }
+}
+
+/// The code Node gives a Windows error (libuv's table), for the errors whose `ErrorKind` says too little or
+/// something else: a file held open or locked by another program is `EBUSY` (std calls it uncategorized),
+/// access denied is `EPERM` as Node reports it on Windows, and an invalid name is `ENOENT`, not too long.
+fn windows_code(raw: i32) -> Option<&'static str> {
+  Some(match raw {
+    5 => "EPERM",          // ERROR_ACCESS_DENIED
+    32 | 33 => "EBUSY",    // ERROR_SHARING_VIOLATION, ERROR_LOCK_VIOLATION
+    123 | 161 => "ENOENT", // ERROR_INVALID_NAME, ERROR_BAD_PATHNAME
+    206 => "ENAMETOOLONG", // ERROR_FILENAME_EXCED_RANGE
+    112 | 39 => "ENOSPC",  // ERROR_DISK_FULL, ERROR_HANDLE_DISK_FULL
+    _ => return None,
+  })
 }
 
 fn status_code_name(status: Option<u16>) -> String {
@@ -405,6 +426,20 @@ mod tests {
     assert!(e.to_string().contains("'/x'"));
     let e = Error::io("open", "/d", std::io::Error::from(std::io::ErrorKind::IsADirectory));
     assert_eq!(e.code(), "EISDIR");
+  }
+
+  #[test]
+  fn windows_errors_get_the_codes_node_gives_them() {
+    assert_eq!(windows_code(32), Some("EBUSY"), "a file another program holds open");
+    assert_eq!(windows_code(33), Some("EBUSY"), "a locked range");
+    assert_eq!(windows_code(5), Some("EPERM"));
+    assert_eq!(windows_code(206), Some("ENAMETOOLONG"));
+    assert_eq!(windows_code(123), Some("ENOENT"));
+    assert_eq!(
+      windows_code(2),
+      None,
+      "ERROR_FILE_NOT_FOUND: ErrorKind::NotFound says it"
+    );
   }
 
   #[test]

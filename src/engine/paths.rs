@@ -1,21 +1,36 @@
 //! Where downloaded keys may be written, and the temporary files they are written to first.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use super::error::{Error, Result};
 
+/// Whether destinations follow Windows file-name rules (device names, reserved characters, no trailing dots
+/// or spaces). They are applied where the file system is Windows', and tested everywhere as pure functions.
+const WINDOWS_NAMES: bool = cfg!(windows);
+
+/// Whether two names that differ only in case are one file: on Windows, and on macOS, whose default volumes
+/// are case-insensitive (a case-sensitive APFS volume only loses the chance to hold both).
+const CASE_INSENSITIVE: bool = cfg!(any(windows, target_os = "macos"));
+
 /// The path under `local_dir` for `key` (listed under `prefix`), or `None` for keys that name no file (folder
 /// markers ending in `/`, or the prefix itself). Refuses keys that would land outside `local_dir`: `..`
-/// segments, backslashes, NUL and drive letters, before anything is written.
+/// segments, backslashes, NUL and drive letters, and on Windows names that would not be the file they say
+/// (see [`windows_name_problem`]), before anything is written.
 pub fn destination_for(local_dir: &Path, prefix: &str, key: &str) -> Result<Option<PathBuf>> {
+  destination_under(local_dir, prefix, key, WINDOWS_NAMES)
+}
+
+fn destination_under(local_dir: &Path, prefix: &str, key: &str, windows: bool) -> Result<Option<PathBuf>> {
   let rel = key.strip_prefix(prefix).unwrap_or(key);
   if rel.ends_with('/') {
     return Ok(None);
   }
-  let outside = || Error::PathOutsideDestination {
+  let outside = |reason: &'static str| Error::PathOutsideDestination {
     key: key.to_owned(),
     local_dir: local_dir.to_owned(),
+    reason,
   };
   let mut path = local_dir.to_path_buf();
   let mut segments = 0;
@@ -24,13 +39,58 @@ pub fn destination_for(local_dir: &Path, prefix: &str, key: &str) -> Result<Opti
       continue;
     }
     let drive = i == 0 && seg.len() == 2 && seg.ends_with(':') && seg.as_bytes()[0].is_ascii_alphabetic();
-    if seg == ".." || seg.contains('\\') || seg.contains('\0') || drive {
-      return Err(outside());
+    if seg == ".." {
+      return Err(outside("a '..' segment"));
+    }
+    if seg.contains('\\') || seg.contains('\0') || drive {
+      return Err(outside("a backslash, NUL or drive letter"));
+    }
+    if windows {
+      if let Some(reason) = windows_name_problem(seg) {
+        return Err(outside(reason));
+      }
     }
     path.push(seg);
     segments += 1;
   }
   Ok((segments > 0).then_some(path))
+}
+
+/// Why `name` (one path segment) cannot be written as the file it names on Windows, or `None`:
+/// - device names (`CON`, `PRN`, `AUX`, `NUL`, `COM1`-`COM9`, `LPT1`-`LPT9`, also with an extension such as
+///   `aux.txt`, and `CONIN$` / `CONOUT$`) open a device, not a file;
+/// - `:` names an alternate data stream of another file (`a.txt:secret`);
+/// - `<>"|?*` and control characters are refused by the file system;
+/// - trailing dots and spaces are dropped by Windows, so `a.` would be written to `a`.
+pub fn windows_name_problem(name: &str) -> Option<&'static str> {
+  if name.contains(':') {
+    return Some("':' names an alternate data stream on Windows");
+  }
+  if name
+    .chars()
+    .any(|c| matches!(c, '<' | '>' | '"' | '|' | '?' | '*') || c.is_ascii_control())
+  {
+    return Some("a character Windows does not allow in file names (<>\"|?* or a control character)");
+  }
+  if name.ends_with('.') || name.ends_with(' ') {
+    return Some("a trailing dot or space, which Windows drops from file names");
+  }
+  // Windows matches device names on the part before the first dot, ignoring trailing spaces and case; the
+  // superscript digits ¹²³ count as digits there too.
+  let stem = name
+    .split('.')
+    .next()
+    .unwrap_or(name)
+    .trim_end_matches(' ')
+    .to_ascii_uppercase();
+  let device = matches!(stem.as_str(), "CON" | "PRN" | "AUX" | "NUL" | "CONIN$" | "CONOUT$")
+    || ["COM", "LPT"].iter().any(|p| {
+      stem.strip_prefix(p).is_some_and(|n| {
+        let mut c = n.chars();
+        matches!((c.next(), c.next()), (Some('1'..='9' | '¹' | '²' | '³'), None))
+      })
+    });
+  device.then_some("a Windows device name (CON, PRN, AUX, NUL, COM1-9, LPT1-9)")
 }
 
 /// Checks, before `dir` is created, that no symlink among its existing ancestors (below `local_dir`) leads
@@ -41,6 +101,7 @@ pub fn check_contained(local_dir: &Path, dir: &Path, key: &str) -> Result<()> {
   let outside = || Error::PathOutsideDestination {
     key: key.to_owned(),
     local_dir: local_dir.to_owned(),
+    reason: "a symbolic link or junction in the destination that leads out of it",
   };
   let Ok(rel) = dir.strip_prefix(local_dir) else {
     return Err(outside());
@@ -71,22 +132,39 @@ pub fn check_contained(local_dir: &Path, dir: &Path, key: &str) -> Result<()> {
   Ok(())
 }
 
-/// Two listed keys that would write the same file (`a//b` and `a/b`), or a file where another key needs a
-/// directory (`a` and `a/b`): the pair, found before anything is fetched.
+/// Two listed keys that would write the same file (`a//b` and `a/b`; `A.txt` and `a.txt` where names are
+/// case-insensitive), or a file where another key needs a directory (`a` and `a/b`): the pair, found before
+/// anything is fetched.
 pub fn conflicting_destinations<'a>(entries: impl Iterator<Item = (&'a str, &'a Path)>) -> Option<(String, String)> {
-  let mut files = std::collections::HashMap::new();
-  let mut dirs = std::collections::HashMap::new();
+  conflicting_under(entries, CASE_INSENSITIVE)
+}
+
+fn conflicting_under<'a>(
+  entries: impl Iterator<Item = (&'a str, &'a Path)>,
+  fold_case: bool,
+) -> Option<(String, String)> {
+  let mut files: HashMap<PathBuf, &str> = HashMap::new();
+  let mut dirs: HashMap<PathBuf, &str> = HashMap::new();
   for (key, dest) in entries {
-    if let Some(other) = files.insert(dest, key).or_else(|| dirs.get(dest).copied()) {
-      return Some((other.to_owned(), key.to_owned()));
+    // Lowercase is what Windows and macOS compare closely enough for the names S3 keys carry (their tables
+    // are simple case mappings); a path that is not Unicode is compared as it is.
+    let dest = match dest.to_str() {
+      Some(s) if fold_case => PathBuf::from(s.to_lowercase()),
+      _ => dest.to_path_buf(),
+    };
+    if let Some(other) = dirs.get(&dest) {
+      return Some(((*other).to_owned(), key.to_owned()));
     }
     for dir in dest.ancestors().skip(1) {
       if let Some(other) = files.get(dir) {
         return Some(((*other).to_owned(), key.to_owned()));
       }
-      if dirs.insert(dir, key).is_some() {
+      if dirs.insert(dir.to_path_buf(), key).is_some() {
         break; // its ancestors are recorded already
       }
+    }
+    if let Some(other) = files.insert(dest, key) {
+      return Some((other.to_owned(), key.to_owned()));
     }
   }
   None
@@ -143,8 +221,11 @@ impl TempFile {
     Ok(())
   }
 
-  /// Puts the finished file at `dest` only if nothing is there, atomically (a hard link fails if the name
-  /// exists, even if it appeared a moment ago). `Ok(false)`: `dest` exists, nothing changed, the temporary stays.
+  /// Puts the finished file at `dest` only if nothing is there, atomically where the file system has hard
+  /// links (a link fails if the name exists, even if it appeared a moment ago; NTFS, APFS and Linux file
+  /// systems have them). On one without (FAT and exFAT drives, some network shares) the name is checked and
+  /// then renamed, which a file appearing in between could lose to. `Ok(false)`: `dest` exists, nothing
+  /// changed, the temporary stays.
   pub fn persist_new(&mut self, dest: &Path) -> Result<bool> {
     match std::fs::hard_link(&self.path, dest) {
       Ok(()) => {
@@ -153,8 +234,31 @@ impl TempFile {
         Ok(true)
       }
       Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+      Err(e) if no_hard_links(&e) => {
+        if std::fs::symlink_metadata(dest).is_ok() {
+          return Ok(false);
+        }
+        std::fs::rename(&self.path, dest).map_err(|e| Error::io("rename", dest, e))?;
+        self.persisted = true;
+        Ok(true)
+      }
       Err(e) => Err(Error::io("create", dest, e)),
     }
+  }
+}
+
+/// A hard link refused because the file system has none: `EPERM` from Linux's FAT driver, `EOPNOTSUPP`,
+/// `ERROR_INVALID_FUNCTION` / `ERROR_NOT_SUPPORTED` on Windows.
+fn no_hard_links(e: &std::io::Error) -> bool {
+  if e.kind() == std::io::ErrorKind::Unsupported {
+    return true;
+  }
+  let raw = e.raw_os_error();
+  if cfg!(windows) {
+    matches!(raw, Some(1 | 50))
+  } else {
+    // EPERM is 1 everywhere; EOPNOTSUPP is 95 on Linux, 45 on macOS.
+    matches!(raw, Some(1)) || raw == Some(if cfg!(target_os = "linux") { 95 } else { 45 })
   }
 }
 
@@ -204,6 +308,7 @@ mod tests {
     assert_eq!(destination_for(d, "job/", "job/").unwrap(), None);
   }
 
+  #[cfg(unix)] // creating symlinks on Windows needs a privilege; the check itself is the same code there
   #[test]
   fn symlinks_out_of_the_destination_are_refused_inside_ones_followed() {
     let root = tempfile::tempdir().unwrap();
@@ -251,6 +356,84 @@ mod tests {
       destination_for(d, "", "/etc/passwd").unwrap(),
       Some(PathBuf::from("/dst/etc/passwd"))
     );
+  }
+
+  #[test]
+  fn windows_names_that_are_not_their_file_are_refused() {
+    for name in [
+      "CON",
+      "con",
+      "nul.txt",
+      "aux.tar.gz",
+      "PRN",
+      "COM1",
+      "lpt9.log",
+      "COM\u{b9}",
+      "CON .txt",
+      "CONIN$",
+      "a:b",
+      "a.txt:stream",
+      "a<b",
+      "a>b",
+      "a\"b",
+      "a|b",
+      "a?",
+      "*",
+      "tab\there",
+      "bell\u{7}",
+      "dot.",
+      "space ",
+      "...",
+    ] {
+      assert!(windows_name_problem(name).is_some(), "{name:?} should be refused");
+    }
+    for name in [
+      "CONSOLE",
+      "COM0",
+      "COM10",
+      "LPT",
+      "nul_",
+      "xCON",
+      "a.con",
+      "file.txt",
+      ".hidden",
+      "ü ñ 你好.exr",
+      "a b",
+    ] {
+      assert_eq!(windows_name_problem(name), None, "{name:?} is a fine Windows name");
+    }
+    let d = Path::new("/dst");
+    for key in ["job/CON", "job/sub/aux.txt/x", "job/a.txt:s", "job/trail./f", "job/q?"] {
+      let e = destination_under(d, "job/", key, true).unwrap_err();
+      assert_eq!(e.code(), "ERR_PATH_OUTSIDE_DESTINATION", "{key}");
+      assert_eq!(e.key(), Some(key));
+      assert!(e.to_string().contains("Windows"), "{e}");
+      // The same keys are ordinary names elsewhere.
+      assert!(destination_under(d, "job/", key, false).unwrap().is_some(), "{key}");
+    }
+    assert_eq!(
+      destination_under(d, "job/", "job/console/a.txt", true).unwrap(),
+      Some(PathBuf::from("/dst/console/a.txt"))
+    );
+  }
+
+  #[test]
+  fn keys_differing_only_in_case_conflict_where_names_fold_case() {
+    let pairs = [("A.txt", "/d/A.txt"), ("a.txt", "/d/a.txt")];
+    let entries = || pairs.iter().map(|(k, p)| (*k, Path::new(*p)));
+    assert_eq!(conflicting_under(entries(), false), None);
+    assert_eq!(
+      conflicting_under(entries(), true),
+      Some(("A.txt".into(), "a.txt".into()))
+    );
+    // A folder and a file whose names differ only in case collide too.
+    let pairs = [("Dir/x", "/d/Dir/x"), ("dir", "/d/dir")];
+    let entries = || pairs.iter().map(|(k, p)| (*k, Path::new(*p)));
+    assert_eq!(conflicting_under(entries(), false), None);
+    assert_eq!(conflicting_under(entries(), true), Some(("Dir/x".into(), "dir".into())));
+    let pairs = [("Ünï/x", "/d/Ünï/x"), ("ünÏ/y", "/d/ünÏ/y")];
+    let entries = pairs.iter().map(|(k, p)| (*k, Path::new(*p)));
+    assert_eq!(conflicting_under(entries, true), None, "one folder, two files");
   }
 
   #[test]
