@@ -27,7 +27,15 @@ let serverPromise
 // own, and leaving the server running when a run was interrupted.
 after(async () => {
   if (serverPromise) await (await serverPromise).stop()
-  if (ownCacheDir) rmSync(ownCacheDir, { recursive: true, force: true })
+  // On Windows the clients of this process still hold the SQLite cache open (SQLite opens files without
+  // delete sharing), so it cannot be removed before the process exits; it is left in the temporary folder.
+  if (ownCacheDir) {
+    try {
+      rmSync(ownCacheDir, { recursive: true, force: true })
+    } catch (e) {
+      if (process.platform !== 'win32' || !['EBUSY', 'EPERM'].includes(e.code)) throw e
+    }
+  }
 })
 
 /** The server's settings: from `npm test`'s environment, else a server started for this process. */

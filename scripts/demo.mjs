@@ -5,6 +5,7 @@
 //
 //   npm run demo                      # defaults: 3 × 64 MiB + 1000 small files
 //   npm run demo -- --small 5000 --large 2 --large-mib 256 --keep
+//   node scripts/windows.mjs demo     # the same under Windows Node and Wine (server started on the Linux side)
 import { randomFillSync } from 'node:crypto'
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
@@ -49,8 +50,20 @@ function makeBundle(dir) {
   }
 }
 
+/** The server `npm run test:windows`-style callers started already (Windows Node under Wine cannot start it), else our own. */
+async function demoServer() {
+  const env = process.env
+  if (!env.S3_FERRY_TEST_ENDPOINT) return startS3Server()
+  return {
+    endpoint: env.S3_FERRY_TEST_ENDPOINT,
+    region: env.S3_FERRY_TEST_REGION || 'us-east-1',
+    credentials: { accessKeyId: env.S3_FERRY_TEST_ACCESS_KEY_ID, secretAccessKey: env.S3_FERRY_TEST_SECRET_ACCESS_KEY },
+    stop: async () => {},
+  }
+}
+
 const work = mkdtempSync(path.join(os.tmpdir(), 's3-ferry-demo-'))
-const server = await startS3Server()
+const server = await demoServer()
 let failed = false
 try {
   console.log(`\nLocal S3 server (SeaweedFS) at ${server.endpoint}`)

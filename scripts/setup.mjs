@@ -8,7 +8,9 @@ export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
 
 /** Runs a command in the repository, inheriting output; exits the process if it fails. */
 export function sh(cmd, argv, opts = {}) {
-  const r = spawnSync(cmd, argv, { stdio: 'inherit', cwd: ROOT, ...opts })
+  // On Windows npm and npx are .cmd scripts, which only a shell can start (the arguments here have no spaces).
+  const shell = process.platform === 'win32' && (cmd === 'npm' || cmd === 'npx')
+  const r = spawnSync(cmd, argv, { stdio: 'inherit', cwd: ROOT, shell, ...opts })
   if (r.status !== 0) {
     console.error(`${cmd} ${argv.join(' ')} failed (${r.status ?? r.signal})`)
     process.exit(r.status || 1)
@@ -38,11 +40,15 @@ export function buildAddon({ release }) {
 }
 
 /**
- * Installs Debian packages the tests need (the CLI's terminal test runs under tmux) when their command is
- * missing. CI machines start with nothing installed by hand; we run as root there, so apt-get works.
+ * Installs Debian packages the tests need (the CLI's terminal test runs under tmux) when their command (or, given
+ * as an absolute path, a file they install) is missing. CI machines start with nothing installed by hand; we run as root there, so apt-get works.
  */
 export function ensureDebianPackages(packages) {
-  const missing = Object.entries(packages).filter(([, command]) => spawnSync('sh', ['-c', `command -v ${command}`]).status !== 0)
+  // Debian only: macOS and Windows have no apt-get (nor, on Windows, `sh`); the tests that need these skip there.
+  if (process.platform !== 'linux') return
+  // A command name is looked up on PATH; an absolute path (a file the package installs) must exist.
+  const present = (what) => (path.isAbsolute(what) ? existsSync(what) : spawnSync('sh', ['-c', `command -v ${what}`]).status === 0)
+  const missing = Object.entries(packages).filter(([, what]) => !present(what))
   if (missing.length === 0) return
   const names = missing.map(([name]) => name)
   if (process.getuid?.() !== 0) {
