@@ -182,6 +182,9 @@ test('a manifest downloads byte-exact with its mtimes, verifies, skips what is t
     assert.deepEqual(treeHashes(dest), treeHashes(dir))
     assert.equal(down.files, m.paths.length)
     for (const p of m.paths) {
+      // Wine 8 stores a time set through SetFileTime as unsigned 32-bit Unix seconds, so a pre-1970 mtime wraps
+      // there (real Windows keeps FILETIMEs back to 1601); under the Windows lane only that entry is not checked.
+      if (process.env.S3_FERRY_TEST_WINE && p.mtime < 0) continue
       const st = statSync(path.join(dest, p.path), { bigint: true })
       assert.equal(st.mtimeNs / 1000n, BigInt(p.mtime), `${p.path}: mtime restored to the microsecond`)
     }

@@ -27,15 +27,7 @@ let serverPromise
 // own, and leaving the server running when a run was interrupted.
 after(async () => {
   if (serverPromise) await (await serverPromise).stop()
-  // On Windows the clients of this process still hold the SQLite cache open (SQLite opens files without
-  // delete sharing), so it cannot be removed before the process exits; it is left in the temporary folder.
-  if (ownCacheDir) {
-    try {
-      rmSync(ownCacheDir, { recursive: true, force: true })
-    } catch (e) {
-      if (process.platform !== 'win32' || !['EBUSY', 'EPERM'].includes(e.code)) throw e
-    }
-  }
+  if (ownCacheDir) removeDir(ownCacheDir)
 })
 
 /** The server's settings: from `npm test`'s environment, else a server started for this process. */
@@ -109,10 +101,23 @@ export async function getObject(bucket, key) {
   return Buffer.from(await out.Body.transformToByteArray())
 }
 
+/**
+ * Removes a test's directory. On Windows a cache inside it may still be open (the process's clients hold their
+ * SQLite file, which SQLite opens without delete sharing, until they are collected): what cannot be removed
+ * stays in the temporary folder.
+ */
+function removeDir(dir) {
+  try {
+    rmSync(dir, { recursive: true, force: true })
+  } catch (e) {
+    if (process.platform !== 'win32' || !['EBUSY', 'EPERM'].includes(e.code)) throw e
+  }
+}
+
 /** A temporary directory removed after the test file. */
 export function tempDir(label = 'd') {
   const dir = mkdtempSync(path.join(os.tmpdir(), `s3-ferry-${label}-`))
-  after(() => rmSync(dir, { recursive: true, force: true }))
+  after(() => removeDir(dir))
   return dir
 }
 

@@ -11,13 +11,17 @@ import { fileURLToPath } from 'node:url'
 import { makeBucket, server, tempDir } from './helpers.mjs'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
-const PLATFORM = 'linux-x64-gnu'
+// This machine's platform package, as the loader names it (the release workflow runs this on macOS and Windows).
+const ABI = { linux: process.report?.getReport?.().header?.glibcVersionRuntime ? '-gnu' : '-musl', win32: '-msvc' }[process.platform] ?? ''
+const PLATFORM = `${process.platform}-${process.arch}${ABI}`
 const BINARY = `s3-ferry.${PLATFORM}.node`
+// npm and the installed bin are .cmd scripts on Windows, which only a shell starts.
+const NPM = { shell: process.platform === 'win32' }
 // No cargo, rustc or rustup anywhere on the PATH the installed package runs with.
 const NO_RUST_PATH = process.env.PATH.split(path.delimiter).filter((p) => !/cargo|rustup/.test(p)).join(path.delimiter)
 
 function pack(dir, dest) {
-  const out = execFileSync('npm', ['pack', '--json', '--pack-destination', dest], { cwd: dir, encoding: 'utf8' })
+  const out = execFileSync('npm', ['pack', '--json', '--pack-destination', dest], { cwd: dir, encoding: 'utf8', ...NPM })
   return path.join(dest, JSON.parse(out)[0].filename)
 }
 
@@ -25,6 +29,7 @@ function install(appDir, tarballs) {
   mkdirSync(appDir, { recursive: true })
   writeFileSync(path.join(appDir, 'package.json'), JSON.stringify({ name: 'app', version: '1.0.0', private: true }))
   execFileSync('npm', ['install', '--no-audit', '--no-fund', '--ignore-scripts', ...tarballs], {
+    ...NPM,
     cwd: appDir,
     env: { ...process.env, PATH: NO_RUST_PATH },
     stdio: 'pipe',
@@ -32,7 +37,7 @@ function install(appDir, tarballs) {
 }
 
 test('the root tarball ships the entry points, the CLI, types, loader, README and licence, nothing else', () => {
-  const out = execFileSync('npm', ['pack', '--dry-run', '--json'], { cwd: ROOT, encoding: 'utf8' })
+  const out = execFileSync('npm', ['pack', '--dry-run', '--json'], { cwd: ROOT, encoding: 'utf8', ...NPM })
   const files = JSON.parse(out)[0].files.map((f) => f.path).sort()
   assert.deepEqual(files, ['LICENSE', 'README.md', 'bin/s3-ferry.mjs', 'index.d.ts', 'index.js', 'index.mjs', 'native.js', 'package.json'])
 })
@@ -44,7 +49,8 @@ test('npm pack + install into an empty folder without cargo: upload and download
   const platformDir = path.join(work, PLATFORM)
   cpSync(path.join(ROOT, 'npm', PLATFORM), platformDir, { recursive: true })
   copyFileSync(path.join(ROOT, BINARY), path.join(platformDir, BINARY))
-  execFileSync('strip', ['--strip-debug', path.join(platformDir, BINARY)])
+  // GNU strip on Linux; elsewhere the debug binary is packed as built (larger, the same code).
+  if (process.platform === 'linux') execFileSync('strip', ['--strip-debug', path.join(platformDir, BINARY)])
   const platformTgz = pack(platformDir, work)
   const rootTgz = pack(ROOT, work)
 
@@ -70,7 +76,7 @@ test('npm pack + install into an empty folder without cargo: upload and download
   assert.equal(r2.stdout.trim(), 'function', r2.stderr)
 
   // The command line comes with it.
-  const cli = spawnSync(path.join(app, 'node_modules', '.bin', 's3-ferry'), ['--help'], { cwd: app, encoding: 'utf8', env: { ...process.env, PATH: NO_RUST_PATH } })
+  const cli = spawnSync(path.join(app, 'node_modules', '.bin', 's3-ferry'), ['--help'], { cwd: app, encoding: 'utf8', env: { ...process.env, PATH: NO_RUST_PATH }, ...NPM })
   assert.equal(cli.status, 0, cli.stderr)
   assert.match(cli.stdout, /Usage: s3-ferry/)
 

