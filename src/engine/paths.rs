@@ -227,7 +227,13 @@ impl TempFile {
   /// then renamed, which a file appearing in between could lose to. `Ok(false)`: `dest` exists, nothing
   /// changed, the temporary stays.
   pub fn persist_new(&mut self, dest: &Path) -> Result<bool> {
-    match std::fs::hard_link(&self.path, dest) {
+    let linked = std::fs::hard_link(&self.path, dest);
+    self.place_new(dest, linked)
+  }
+
+  /// `persist_new` after the hard link's outcome (a seam, so the file systems without links are tested too).
+  fn place_new(&mut self, dest: &Path, linked: std::io::Result<()>) -> Result<bool> {
+    match linked {
       Ok(()) => {
         let _ = std::fs::remove_file(&self.path);
         self.persisted = true;
@@ -247,8 +253,8 @@ impl TempFile {
   }
 }
 
-/// A hard link refused because the file system has none: `EPERM` from Linux's FAT driver, `EOPNOTSUPP`,
-/// `ERROR_INVALID_FUNCTION` / `ERROR_NOT_SUPPORTED` on Windows.
+/// A hard link refused because the file system has none: `EPERM` (Linux's FAT driver), `EOPNOTSUPP` / `ENOTSUP`
+/// (95 on Linux; macOS answers `ENOTSUP`, 45), `ERROR_INVALID_FUNCTION` / `ERROR_NOT_SUPPORTED` on Windows.
 fn no_hard_links(e: &std::io::Error) -> bool {
   if e.kind() == std::io::ErrorKind::Unsupported {
     return true;
@@ -257,7 +263,6 @@ fn no_hard_links(e: &std::io::Error) -> bool {
   if cfg!(windows) {
     matches!(raw, Some(1 | 50))
   } else {
-    // EPERM is 1 everywhere; EOPNOTSUPP is 95 on Linux, 45 on macOS.
     matches!(raw, Some(1)) || raw == Some(if cfg!(target_os = "linux") { 95 } else { 45 })
   }
 }
@@ -464,6 +469,37 @@ mod tests {
     assert_eq!(std::fs::read(&copy).unwrap(), b"new");
     drop(t);
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2, "no temporary left");
+  }
+
+  #[test]
+  fn without_hard_links_persist_new_renames_only_onto_a_free_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let unsupported = || std::io::Error::from(std::io::ErrorKind::Unsupported);
+    let dest = dir.path().join("f");
+    std::fs::write(&dest, b"old").unwrap();
+    let mut t = TempFile::create_beside(&dest).unwrap();
+    std::io::Write::write_all(&mut t.take_file(), b"new").unwrap();
+    assert!(
+      !t.place_new(&dest, Err(unsupported())).unwrap(),
+      "an existing name is kept"
+    );
+    assert_eq!(std::fs::read(&dest).unwrap(), b"old");
+    let copy = copy_name(&dest, 1);
+    assert!(t.place_new(&copy, Err(unsupported())).unwrap());
+    assert_eq!(std::fs::read(&copy).unwrap(), b"new");
+    drop(t);
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2, "no temporary left");
+    // Other link failures are errors, not a reason to rename.
+    let mut t = TempFile::create_beside(&dest).unwrap();
+    let e = t.place_new(
+      &copy_name(&dest, 2),
+      Err(std::io::Error::from(std::io::ErrorKind::StorageFull)),
+    );
+    assert_eq!(e.unwrap_err().code(), "ENOSPC");
+    assert!(
+      no_hard_links(&std::io::Error::from_raw_os_error(1)),
+      "EPERM, Linux's FAT"
+    );
   }
 
   #[test]
