@@ -220,7 +220,11 @@ export interface DownloadRequest {
   objects?: Array<DownloadObjectEntry>
   /** Download every key under `keyPrefix` into this directory, recreating the tree. */
   localDir?: string
-  /** The listed prefix; it is removed from keys to form relative paths. Default "" (the whole bucket). */
+  /**
+   * A folder: `job-42/` and `job-42` both name the keys under `job-42/`, written at their paths below it;
+   * `job-42` also names an object `job-42` itself, written as `localDir/job-42`. Never keys that only start
+   * with the same characters (`job-420/x`). Default "" (the whole bucket).
+   */
   keyPrefix?: string
   /**
    * What to do when a destination file already exists. Default `overwrite`. Whatever the policy, a destination
@@ -373,7 +377,10 @@ export interface UploadRequest {
    * Symlinks and special files are not followed; they count as skipped.
    */
   localDir?: string
-  /** Prepended to the relative paths of `localDir` (include the trailing `/` if you want one). Default "". */
+  /**
+   * The folder the relative paths of `localDir` go under: `job-42` and `job-42/` both give
+   * `job-42/<relative path>`. Default "" (the bucket's root).
+   */
   keyPrefix?: string
   /** Cancels the upload: the promise rejects with an `AbortError`, multipart uploads are aborted on the server. */
   signal?: AbortSignal

@@ -173,3 +173,29 @@ test('a download whose connections break off mid-body is fetched again and compl
     await strict.close()
   }
 })
+
+test('keyPrefix names a folder: uploads go under prefix/, downloads take the object of that name and the folder, never f10 for f1', async () => {
+  const client = new TransferClient(await clientOptions())
+  const bucket = await makeBucket()
+  const dir = tempDir()
+  writeTree(path.join(dir, 'src'), { 'hello.txt': 'hello', 'sub/x.txt': 'x' })
+  const up = await client.upload({ bucket, localDir: path.join(dir, 'src'), keyPrefix: 'noslash' })
+  assert.equal(up.files, 2)
+  assert.deepEqual((await listKeys(bucket)).sort(), ['noslash/hello.txt', 'noslash/sub/x.txt'])
+  const big = bytes(12 * MiB, 3) // ranged, to show the single-object path is the ordinary one
+  writeTree(path.join(dir, 'objs'), { 'scene.blend': big, f1: 'f1', 'f1.dat': 'no', 'f10.dat': 'no' })
+  for (const name of ['scene.blend', 'f1', 'f1.dat', 'f10.dat']) {
+    await client.upload({ bucket, files: [{ path: path.join(dir, 'objs', name), key: `job/${name}` }] })
+  }
+  await client.upload({ bucket, files: [{ path: path.join(dir, 'src', 'hello.txt'), key: 'job/f1/inner.txt' }] })
+
+  const one = await client.download({ bucket, keyPrefix: 'job/scene.blend', localDir: path.join(dir, 'o1') })
+  assert.equal(one.files, 1)
+  assert.deepEqual(readFileSync(path.join(dir, 'o1', 'scene.blend')), big)
+  const f1 = await client.download({ bucket, keyPrefix: 'job/f1', localDir: path.join(dir, 'o2') })
+  assert.equal(f1.files, 2)
+  assert.deepEqual(allFiles(path.join(dir, 'o2')), ['f1', 'inner.txt'])
+  const slash = await client.download({ bucket, keyPrefix: 'noslash', localDir: path.join(dir, 'o3') })
+  assert.equal(slash.files, 2)
+  assert.deepEqual(treeHashes(path.join(dir, 'o3')), treeHashes(path.join(dir, 'src')))
+})

@@ -145,7 +145,8 @@ pub struct UploadRequest {
   /// Upload every regular file under this directory, to `keyPrefix` + its `/`-separated relative path.
   /// Symlinks and special files are not followed; they count as skipped.
   pub local_dir: Option<String>,
-  /// Prepended to the relative paths of `localDir` (include the trailing `/` if you want one). Default "".
+  /// The folder the relative paths of `localDir` go under: `job-42` and `job-42/` both give
+  /// `job-42/<relative path>`. Default "" (the bucket's root).
   pub key_prefix: Option<String>,
   /// Cancels the upload: the promise rejects with an `AbortError`, multipart uploads are aborted on the server.
   pub signal: Option<AbortSignal>,
@@ -171,7 +172,9 @@ pub struct DownloadRequest {
   pub objects: Option<Vec<DownloadObjectEntry>>,
   /// Download every key under `keyPrefix` into this directory, recreating the tree.
   pub local_dir: Option<String>,
-  /// The listed prefix; it is removed from keys to form relative paths. Default "" (the whole bucket).
+  /// A folder: `job-42/` and `job-42` both name the keys under `job-42/`, written at their paths below it;
+  /// `job-42` also names an object `job-42` itself, written as `localDir/job-42`. Never keys that only start
+  /// with the same characters (`job-420/x`). Default "" (the whole bucket).
   pub key_prefix: Option<String>,
   /// What to do when a destination file already exists. Default `overwrite`. Whatever the policy, a destination
   /// is only ever created or replaced whole.

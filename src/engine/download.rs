@@ -42,7 +42,8 @@ pub struct DownloadObject {
 pub enum DownloadSource {
   /// Explicit objects.
   Objects(Vec<DownloadObject>),
-  /// Every key under `key_prefix`, recreated as a tree under `local_dir`.
+  /// Every key `key_prefix` names (the folder, and the object of that name: see `paths::relative_key`),
+  /// recreated as a tree under `local_dir`.
   Prefix {
     /// Listed prefix; it is removed from keys to form relative paths.
     key_prefix: String,

@@ -14,16 +14,50 @@ const WINDOWS_NAMES: bool = cfg!(windows);
 /// are case-insensitive (a case-sensitive APFS volume only loses the chance to hold both).
 const CASE_INSENSITIVE: bool = cfg!(any(windows, target_os = "macos"));
 
-/// The path under `local_dir` for `key` (listed under `prefix`), or `None` for keys that name no file (folder
-/// markers ending in `/`, or the prefix itself). Refuses keys that would land outside `local_dir`: `..`
-/// segments, backslashes, NUL and drive letters, and on Windows names that would not be the file they say
-/// (see [`windows_name_problem`]), before anything is written.
+/// What a key prefix names, as `aws s3 cp --recursive` reads it: a prefix is a folder. `job/` and `job` both
+/// name the folder `job/` (keys under it keep their path below it); `job` also names the object `job` itself,
+/// which lands under its own name. `job` never names `job10` or `jobs/x`: names are never cut mid-component.
+/// The empty prefix names the whole bucket. Returns the part of `key` that becomes its relative path, or `None`
+/// for a key the prefix does not name.
+///
+/// | prefix | key | relative path |
+/// |---|---|---|
+/// | `job/` | `job/a/b.txt` | `a/b.txt` |
+/// | `job` | `job/a/b.txt` | `a/b.txt` |
+/// | `job/scene.blend` | `job/scene.blend` | `scene.blend` |
+/// | `sub/f1` | `sub/f10.dat`, `sub/f1.dat` | not named |
+pub fn relative_key<'k>(prefix: &str, key: &'k str) -> Option<&'k str> {
+  if prefix.is_empty() || prefix.ends_with('/') {
+    return key.strip_prefix(prefix);
+  }
+  if key == prefix {
+    return key.rsplit('/').next();
+  }
+  key.strip_prefix(prefix)?.strip_prefix('/')
+}
+
+/// The key prefix a directory upload puts before each relative path: a prefix names a folder, so `job` is
+/// `job/` (as `aws s3 cp --recursive` does), never glued to the file names (`jobscene.blend`).
+pub fn folder_prefix(prefix: &str) -> std::borrow::Cow<'_, str> {
+  if prefix.is_empty() || prefix.ends_with('/') {
+    prefix.into()
+  } else {
+    format!("{prefix}/").into()
+  }
+}
+
+/// The path under `local_dir` for `key` (listed under `prefix`, see [`relative_key`]), or `None` for keys that
+/// name no file (folder markers ending in `/`, keys the prefix does not name). Refuses keys that would land
+/// outside `local_dir`: `..` segments, backslashes, NUL and drive letters, and on Windows names that would not
+/// be the file they say (see [`windows_name_problem`]), before anything is written.
 pub fn destination_for(local_dir: &Path, prefix: &str, key: &str) -> Result<Option<PathBuf>> {
   destination_under(local_dir, prefix, key, WINDOWS_NAMES)
 }
 
 fn destination_under(local_dir: &Path, prefix: &str, key: &str, windows: bool) -> Result<Option<PathBuf>> {
-  let rel = key.strip_prefix(prefix).unwrap_or(key);
+  let Some(rel) = relative_key(prefix, key) else {
+    return Ok(None);
+  };
   if rel.ends_with('/') {
     return Ok(None);
   }
@@ -311,6 +345,25 @@ mod tests {
     );
     assert_eq!(destination_for(d, "job/", "job/dir/").unwrap(), None);
     assert_eq!(destination_for(d, "job/", "job/").unwrap(), None);
+  }
+
+  #[test]
+  fn a_prefix_names_a_folder_and_the_object_itself_never_part_of_a_name() {
+    let d = Path::new("/dst");
+    let dest = |prefix, key| destination_for(d, prefix, key).unwrap();
+    assert_eq!(
+      dest("job/scene.blend", "job/scene.blend"),
+      Some(PathBuf::from("/dst/scene.blend"))
+    );
+    assert_eq!(dest("sub/f1", "sub/f1"), Some(PathBuf::from("/dst/f1")));
+    assert_eq!(dest("sub/f1", "sub/f1/x.dat"), Some(PathBuf::from("/dst/x.dat")));
+    assert_eq!(dest("sub/f1", "sub/f10.dat"), None);
+    assert_eq!(dest("sub/f1", "sub/f1.dat"), None);
+    assert_eq!(dest("job", "jobs/x"), None);
+    assert_eq!(dest("", "a/b"), Some(PathBuf::from("/dst/a/b")));
+    assert_eq!(folder_prefix("noslash"), "noslash/");
+    assert_eq!(folder_prefix("job/"), "job/");
+    assert_eq!(folder_prefix(""), "");
   }
 
   #[cfg(unix)] // creating symlinks on Windows needs a privilege; the check itself is the same code there

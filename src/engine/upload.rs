@@ -19,6 +19,7 @@ use super::client::Engine;
 use super::config::{ChecksumMode, IN_MEMORY_MAX, MAX_KEY_BYTES, MAX_OBJECT_SIZE, MAX_REQUESTS_PER_FILE};
 use super::error::{Error, Result};
 use super::log::counting;
+use super::paths::folder_prefix;
 use super::positional::PositionalIo;
 use super::progress::{Phase, ProgressState};
 use super::scheduler::{blocking, joined, or_cancelled, run_jobs, spawn_abortable, Job};
@@ -38,7 +39,8 @@ pub struct UploadFile {
 pub enum UploadSource {
   /// Explicit files.
   Files(Vec<UploadFile>),
-  /// Every regular file under `local_dir`, at `key_prefix` + its `/`-separated relative path.
+  /// Every regular file under `local_dir`, at `key_prefix` + its `/`-separated relative path. A prefix names a
+  /// folder: `job` is `job/` (see [`folder_prefix`]).
   Directory {
     /// The directory to walk.
     local_dir: PathBuf,
@@ -736,7 +738,13 @@ fn plan_unchecked(source: UploadSource) -> Result<(Vec<Planned>, Vec<u64>)> {
       }
       let mut out = Vec::new();
       let mut skipped = Vec::new();
-      walk(&local_dir, &local_dir, &key_prefix, &mut out, &mut skipped)?;
+      walk(
+        &local_dir,
+        &local_dir,
+        &folder_prefix(&key_prefix),
+        &mut out,
+        &mut skipped,
+      )?;
       out.sort_by(|a, b| a.key.cmp(&b.key));
       Ok((out, skipped))
     }
