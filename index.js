@@ -7,7 +7,8 @@
 //   call settles, and its `onabort` property is never touched;
 // - a throwing `onProgress` callback cancels the transfer and the promise rejects with what it threw (it can
 //   never become an uncaught exception);
-// - bad argument types reject with a TypeError coded ERR_INVALID_ARG_TYPE.
+// - bad argument types reject with a TypeError coded ERR_INVALID_ARG_TYPE; an option name the call does not
+//   take (a misspelling) with one coded ERR_INVALID_ARG_VALUE.
 const native = loadNative()
 
 /** The prebuilt binary's platform package for this process, e.g. `s3-ferry-linux-x64-gnu`. */
@@ -67,10 +68,40 @@ function normalize(err) {
   return err && CONVERSION_STATUSES.has(err.code) ? argTypeError(err.message) : err
 }
 
-function run(call, request) {
+// The names each object takes, as index.d.ts declares them (module.test.mjs checks the two agree). A misspelt
+// name (`keyprefix`) would otherwise be dropped by the conversion and the call would do something else: upload
+// to the bucket's root, say. So an unknown name is an ERR_INVALID_ARG_VALUE before anything is sent.
+const CLIENT_OPTIONS = ['region', 'endpoint', 'forcePathStyle', 'credentials', 'profile', 'maxPoolConnections', 'uploadWorkers',
+  'downloadWorkers', 'partSize', 'multipartThreshold', 'smallFileThresholdMultiplier', 'maxAttempts', 'connectTimeoutMs',
+  'readTimeoutMs', 'checksum', 'checksumAlgorithm', 'maxBandwidth', 'configFile', 'cacheDir']
+const CALL = ['bucket', 'signal', 'onProgress', 'progressIntervalMs', 'maxBandwidth']
+const FIELDS = {
+  ClientOptions: CLIENT_OPTIONS,
+  UploadRequest: [...CALL, 'files', 'localDir', 'keyPrefix', 'resumable'],
+  DownloadRequest: [...CALL, 'objects', 'localDir', 'keyPrefix', 'conflict'],
+  ContentAddressedUploadRequest: [...CALL, 'rootPrefix', 'localDir', 'files', 'manifestKey', 'resumable'],
+  ManifestDownloadRequest: [...CALL, 'rootPrefix', 'manifest', 'manifestKey', 'localDir', 'conflict'],
+}
+const KNOWN = Object.fromEntries(Object.entries(FIELDS).map(([k, v]) => [k, new Set(v)]))
+
+/** ERR_INVALID_ARG_VALUE for the first name of `object` that none of `kinds` declares, suggesting the right case. */
+function unknownName(object, kinds, what) {
+  for (const name of Object.keys(object)) {
+    if (object[name] === undefined || kinds.some((k) => KNOWN[k].has(name))) continue
+    const near = kinds.flatMap((k) => FIELDS[k]).find((n) => n.toLowerCase() === name.toLowerCase())
+    const err = new TypeError(`${what} has no option '${name}'${near ? ` (did you mean '${near}'?)` : ''}`)
+    err.code = 'ERR_INVALID_ARG_VALUE'
+    return err
+  }
+  return null
+}
+
+function run(call, request, kinds) {
   if (request === null || typeof request !== 'object') {
     return Promise.reject(argTypeError(`the request must be an object, got ${request === null ? 'null' : typeof request}`))
   }
+  const unknown = unknownName(request, kinds, 'the request')
+  if (unknown) return Promise.reject(unknown)
   const { signal, onProgress } = request
   if (signal != null && !(signal instanceof AbortSignal)) {
     return Promise.reject(argTypeError('signal must be an AbortSignal'))
@@ -127,6 +158,8 @@ class TransferClient extends native.TransferClient {
     if (options != null && typeof options !== 'object') {
       throw argTypeError(`options must be an object, got ${typeof options}`)
     }
+    const unknown = options && unknownName(options, ['ClientOptions'], 'ClientOptions')
+    if (unknown) throw unknown
     try {
       super(options)
     } catch (e) {
@@ -135,28 +168,30 @@ class TransferClient extends native.TransferClient {
   }
 
   upload(request) {
-    return run((r) => super.upload(r), request)
+    return run((r) => super.upload(r), request, ['UploadRequest'])
   }
 
   download(request) {
-    return run((r) => super.download(r), request)
+    return run((r) => super.download(r), request, ['DownloadRequest'])
   }
 
   uploadContentAddressed(request) {
-    return run((r) => super.uploadContentAddressed(r), request)
+    return run((r) => super.uploadContentAddressed(r), request, ['ContentAddressedUploadRequest'])
   }
 
   downloadManifest(request) {
-    return run((r) => super.downloadManifest(r), request)
+    return run((r) => super.downloadManifest(r), request, ['ManifestDownloadRequest'])
   }
 }
 
 function upload(request) {
-  return run(native.upload, request)
+  return run(native.upload, request, ['ClientOptions', 'UploadRequest'])
 }
 
 function download(request) {
-  return run(native.download, request)
+  return run(native.download, request, ['ClientOptions', 'DownloadRequest'])
 }
 
 module.exports = { TransferClient, upload, download }
+// For module.test.mjs, which checks these names against index.d.ts; not part of the API.
+Object.defineProperty(module.exports, '__fields', { value: FIELDS })

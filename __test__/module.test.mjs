@@ -2,6 +2,7 @@
 // declarations type-check a strict TypeScript consumer (and reject wrong option names and types).
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import path from 'node:path'
 import { test } from 'node:test'
@@ -38,4 +39,36 @@ test('wrong option names and types fail to compile', () => {
   const errors = [...r.stdout.matchAll(/bad\.ts\((\d+),\d+\): error (TS\d+)/g)].map((m) => [Number(m[1]), m[2]])
   const lines = new Set(errors.map(([line]) => line))
   for (const line of [4, 5, 6, 8, 9]) assert.ok(lines.has(line), `line ${line} of bad.ts should not compile:\n${r.stdout}`)
+})
+
+test('the option names the JS entry accepts are exactly those index.d.ts declares', () => {
+  const dts = readFileSync(path.join(ROOT, 'index.d.ts'), 'utf8')
+  const { __fields } = require('s3-ferry')
+  for (const [name, fields] of Object.entries(__fields)) {
+    const body = new RegExp(`export interface ${name} \\{([\\s\\S]*?)\\n\\}`).exec(dts)?.[1]
+    assert.ok(body, `index.d.ts declares ${name}`)
+    const declared = [...body.matchAll(/^ {2}(\w+)\??:/gm)].map((m) => m[1])
+    assert.deepEqual([...fields].sort(), declared.sort(), name)
+  }
+})
+
+test('a misspelt option name is ERR_INVALID_ARG_VALUE naming it, before anything is sent', async () => {
+  const { TransferClient, upload } = require('s3-ferry')
+  // Port 9 (discard) on loopback: had a request been attempted, the error would be ERR_NETWORK.
+  const client = new TransferClient({ endpoint: 'http://127.0.0.1:9', credentials: { accessKeyId: 'a', secretAccessKey: 'b' } })
+  const misspelt = async (call, name, near) =>
+    assert.rejects(call, (e) => {
+      assert.equal(e.code, 'ERR_INVALID_ARG_VALUE')
+      assert.ok(e instanceof TypeError)
+      assert.match(e.message, new RegExp(`no option '${name}'`))
+      if (near) assert.match(e.message, new RegExp(`did you mean '${near}'`))
+      return true
+    })
+  await misspelt(client.upload({ bucket: 'b', localDir: ROOT, keyprefix: 'x/' }), 'keyprefix', 'keyPrefix')
+  await misspelt(client.download({ bucket: 'b', localDir: ROOT, prefix: 'x/' }), 'prefix')
+  await misspelt(client.uploadContentAddressed({ bucket: 'b', rootPrefix: 'r', localDir: ROOT, conflict: 'skip' }), 'conflict')
+  await misspelt(upload({ bucket: 'b', localDir: ROOT, endPoint: 'http://x' }), 'endPoint', 'endpoint')
+  assert.throws(() => new TransferClient({ maxPoolconnections: 4 }), /no option 'maxPoolconnections' \(did you mean 'maxPoolConnections'\?\)/)
+  // An option set to undefined is the same as leaving it out.
+  assert.doesNotThrow(() => new TransferClient({ region: undefined }))
 })
