@@ -36,7 +36,77 @@ test('--help, and bad flags or values exit 2 with a clear message', () => {
   const url = run(['download', 'http://b/x', '/tmp/x'])
   assert.equal(url.status, 2)
   assert.match(url.stderr, /is not an S3 URL/)
-  assert.equal(run(['upload', 's3://only-a-destination/']).status, 2)
+  const alone = run(['upload', 's3://only-a-destination/'])
+  assert.equal(alone.status, 2)
+  assert.match(alone.stderr, /s3-ferry: give the source and then the destination s3:\/\/bucket\/prefix\/\nRun 's3-ferry upload --help' for usage\./)
+})
+
+test('usage errors inside a command say why on stderr with a hint; --version prints the version', async () => {
+  const dir = tempDir()
+  writeFileSync(path.join(dir, 'a.txt'), 'a')
+  for (const dest of ['s3:/jobs/x/', 'jobs/x/', 'http://jobs/x/']) {
+    const r = run(['upload', dir, dest])
+    assert.equal(r.status, 2, dest)
+    assert.match(r.stderr, new RegExp(`s3-ferry: the destination '${dest}' is not an S3 URL: write s3://bucket/prefix/`), dest)
+    assert.match(r.stderr, /Run 's3-ferry upload --help' for usage\./)
+  }
+  const noManifest = run(['upload-attachments', dir, 's3://b/farm'])
+  assert.equal(noManifest.status, 2)
+  assert.match(noManifest.stderr, /s3-ferry: give --manifest <file> and\/or --manifest-key <key>/)
+  assert.match(noManifest.stderr, /Run 's3-ferry upload-attachments --help'/)
+  const otherBucket = run(['download-manifest', 's3://other/m', 's3://b/farm', dir])
+  assert.equal(otherBucket.status, 2)
+  assert.match(otherBucket.stderr, /the manifest \(bucket 'other'\) must be in the same bucket as the contents \('b'\)/)
+  const { version } = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8'))
+  for (const flag of ['--version', '-V']) {
+    const v = run([flag])
+    assert.equal(v.status, 0, v.stderr)
+    assert.equal(v.stdout.trim(), version)
+  }
+})
+
+test('prefixes are folders: a key downloads by its URL, names are never cut mid-component, uploads go under prefix/', async () => {
+  const { env, flags } = await cliEnv()
+  const bucket = await makeBucket()
+  const dir = tempDir()
+  writeTree(path.join(dir, 'src'), { 'deep/hello.txt': 'hello' })
+  writeTree(path.join(dir, 'objs'), { 'scene.blend': 'scene', 'f1.dat': 'f1.dat', 'f10.dat': 'f10', 'x.dat': 'inside f1/', f1: 'object f1' })
+  const upload = (...args) => {
+    const r = run(['upload', ...flags, ...args], env)
+    assert.equal(r.status, 0, r.stderr)
+    return r
+  }
+  // The scheme in capitals is an S3 URL too; a destination without / is a folder for a directory.
+  upload(path.join(dir, 'src', 'deep'), `S3://${bucket}/noslash`)
+  upload(path.join(dir, 'objs', 'scene.blend'), `s3://${bucket}/job-42/scene.blend`) // one file: that key
+  upload(path.join(dir, 'objs', 'f1'), `s3://${bucket}/job-42/sub/f1`)
+  upload(path.join(dir, 'objs', 'f1.dat'), path.join(dir, 'objs', 'f10.dat'), `s3://${bucket}/job-42/sub`) // files: under sub/
+  upload(path.join(dir, 'objs', 'x.dat'), `s3://${bucket}/job-42/sub/f1/`)
+  assert.deepEqual((await listKeys(bucket)).sort(), ['job-42/scene.blend', 'job-42/sub/f1', 'job-42/sub/f1.dat', 'job-42/sub/f1/x.dat', 'job-42/sub/f10.dat', 'noslash/hello.txt'])
+
+  const download = (url, out) => {
+    const r = run(['download', ...flags, url, path.join(dir, out)], env)
+    assert.equal(r.status, 0, r.stderr)
+    return r
+  }
+  const one = download(`s3://${bucket}/job-42/scene.blend`, 'o9')
+  assert.match(one.stdout, /Done: 1 file, /)
+  assert.deepEqual(treeHashes(path.join(dir, 'o9')), { 'scene.blend': treeHashes(path.join(dir, 'objs'))['scene.blend'] })
+  download(`s3://${bucket}/job-42/sub/f1`, 'o10')
+  assert.deepEqual(Object.keys(treeHashes(path.join(dir, 'o10'))).sort(), ['f1', 'x.dat'], 'the object sub/f1 and the folder sub/f1/, not f1.dat or f10.dat')
+  assert.equal(readFileSync(path.join(dir, 'o10', 'x.dat'), 'utf8'), 'inside f1/')
+  // The folder sub/ holds both the object f1 and the folder f1/: no tree can hold both, refused before any GET.
+  const both = run(['download', ...flags, `s3://${bucket}/job-42/sub`, path.join(dir, 'o11')], env)
+  assert.equal(both.status, 1)
+  assert.match(both.stderr, /s3-ferry: ERR_DESTINATION_CONFLICT: keys 'job-42\/sub\/f1' and 'job-42\/sub\/f1\/x.dat'/)
+
+  // Nothing matched: a note and exit 0, or exit 1 with --fail-on-empty.
+  const empty = download(`s3://${bucket}/job-4`, 'o12')
+  assert.match(empty.stdout, /Done: 0 files/)
+  assert.match(empty.stderr, new RegExp(`s3-ferry: note: no object under s3://${bucket}/job-4; nothing was downloaded`))
+  const failed = run(['download', ...flags, '--fail-on-empty', `s3://${bucket}/nothing/`, path.join(dir, 'o13')], env)
+  assert.equal(failed.status, 1)
+  assert.match(failed.stderr, new RegExp(`s3-ferry: ERR_NOTHING_MATCHED: no object under s3://${bucket}/nothing/`))
 })
 
 test('upload a directory and download it back, with plain progress lines when stdout is not a terminal', async () => {
@@ -73,7 +143,7 @@ test('files upload to prefix + name; --json prints one JSON object per line; err
   writeFileSync(path.join(dir, 'o1', 'a.txt'), 'local')
   const kept = run(['download', ...flags, '--conflict', 'skip', `s3://${bucket}/x/`, path.join(dir, 'o1')], env)
   assert.equal(kept.status, 0, kept.stderr)
-  assert.match(kept.stdout, /Done: 1 files.*1 skipped/)
+  assert.match(kept.stdout, /Done: 1 file, .*1 skipped/)
   const refused = run(['download', ...flags, '--conflict', 'error', `s3://${bucket}/x/`, path.join(dir, 'o1')], env)
   assert.equal(refused.status, 1)
   assert.match(refused.stderr, /ERR_DESTINATION_EXISTS/)
@@ -127,7 +197,8 @@ test('Ctrl-C (SIGINT) cancels through the AbortSignal path: exit 130, what compl
   })
   const code = await new Promise((resolve) => child.on('exit', (c) => resolve(c)))
   assert.equal(code, 130)
-  assert.match(out, /Aborted; completed before the abort: 0 files/)
+  // Bytes of the cut-short upload are sent, not completed.
+  assert.match(out, /Aborted after [\d.]+ s: 0 files completed \([\d.]+ [KM]iB sent, parts of unfinished files discarded\)/)
   assert.deepEqual(await openUploads(bucket), [])
   assert.deepEqual(await listKeys(bucket), [])
 })
@@ -159,11 +230,15 @@ test('in a terminal (tmux): a live bar on one line, narrow terminals included, a
       const barLines = later.split('\n').filter((l) => /[█░]/.test(l))
       assert.equal(barLines.length, 1, `the bar redraws in place on one line:\n${later}`)
       assert.ok(later.split('\n').every((l) => l.length <= width), 'no line wider than the terminal')
-      if (width === 120) assert.match(drawing, /files 0\/1/)
+      if (width === 120) {
+        assert.match(drawing, /files 0\/1/)
+        // Both sides of the byte count formatted (not cli-progress's raw {total}).
+        assert.match(drawing, /\| [\d.]+ [KMG]iB \/ 40\.0 MiB \|/)
+      }
       tmux('send-keys', '-t', 'cli', 'C-c')
       const end = await waitFor(/EXIT=\d+/)
       assert.match(end, /EXIT=130/)
-      assert.match(end, /Aborted; completed before the abort/)
+      assert.match(end, /Aborted after [\d.]+ s: 0 files completed/)
       tmux('kill-session', '-t', 'cli')
     }
     assert.deepEqual(await openUploads(bucket), [])

@@ -10,10 +10,21 @@
 // Progress: a live bar on a terminal, a plain line a second otherwise, JSON lines with --json. Ctrl-C cancels
 // through the AbortSignal path (nothing half-written is left) and exits with 130.
 import { readFileSync, statSync, writeFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
 import path from 'node:path'
 import { Command, InvalidArgumentError, Option } from 'commander'
 import cliProgress from 'cli-progress'
 import { TransferClient } from 's3-ferry'
+
+const { version } = createRequire(import.meta.url)('s3-ferry/package.json')
+
+/** Bad usage found inside a command (commander reports what it parses itself): exit 2 with the reason and a hint. */
+class UsageError extends Error {
+  constructor(message, command) {
+    super(message)
+    this.command = command
+  }
+}
 
 const UNITS = { b: 1, k: 1e3, kb: 1e3, kib: 1024, m: 1e6, mb: 1e6, mib: 1024 ** 2, g: 1e9, gb: 1e9, gib: 1024 ** 3 }
 
@@ -32,12 +43,23 @@ function positiveInt(text) {
   return n
 }
 
-/** "s3://bucket/prefix/" → { bucket, prefix } */
+/** "s3://bucket/prefix/" → { bucket, prefix } (the scheme in any case, as the AWS CLI takes it). */
 export function parseS3Url(text) {
-  const m = /^s3:\/\/([^/]+)\/?(.*)$/.exec(text)
-  if (!m) throw new InvalidArgumentError(`'${text}' is not an S3 URL (s3://bucket/prefix/)`)
+  const m = /^s3:\/\/([^/]+)\/?(.*)$/i.exec(text)
+  if (!m) throw new InvalidArgumentError(`'${text}' is not an S3 URL: write s3://bucket/prefix/`)
   return { bucket: m[1], prefix: m[2] }
 }
+
+/** parseS3Url inside a command's action, where commander does not report the error itself. */
+function s3Url(text, command, role) {
+  try {
+    return parseS3Url(text)
+  } catch (e) {
+    throw new UsageError(`the ${role} ${e.message}`, command)
+  }
+}
+
+const plural = (n, word) => `${n} ${word}${n === 1 ? '' : 's'}`
 
 const fmt = (n) => (n >= 1024 ** 3 ? `${(n / 1024 ** 3).toFixed(2)} GiB` : n >= 1024 ** 2 ? `${(n / 1024 ** 2).toFixed(1)} MiB` : `${(n / 1024).toFixed(1)} KiB`)
 
@@ -57,7 +79,8 @@ function display(mode, label) {
   if (mode === 'tty') {
     const bar = new cliProgress.SingleBar(
       {
-        format: `${label} {bar} {percentage}% | {done} / {total} | files {files} | {rate}/s | ETA {eta_formatted}`,
+        // Our own names: cli-progress fills {value} and {total} with raw numbers, and they win over a payload's.
+        format: `${label} {bar} {percentage}% | {doneText} / {totalText} | files {files} | {rate}/s | ETA {eta_formatted}`,
         hideCursor: true,
         barsize: 24,
         fps: 10,
@@ -71,7 +94,7 @@ function display(mode, label) {
     return {
       update(p) {
         const { done, files } = position(p)
-        const payload = { done: fmt(done), total: fmt(p.totalBytes), files: `${files}/${p.totalFiles}`, rate: fmt(p.bytesPerSecond) }
+        const payload = { doneText: fmt(done), totalText: fmt(p.totalBytes), files: `${files}/${p.totalFiles}`, rate: fmt(p.bytesPerSecond) }
         if (!started) {
           bar.start(Math.max(1, p.totalBytes), done, payload)
           started = true
@@ -127,7 +150,16 @@ async function transfer(method, opts, request, finish = (summary) => summary) {
   try {
     const result = await client[method]({ ...request, signal: controller.signal, onProgress: (p) => view.update(p) })
     view.done()
-    report(mode, 'summary', finish(result))
+    const summary = finish(result)
+    report(mode, 'summary', summary)
+    if (direction === 'download' && request.keyPrefix !== undefined && summary.files + summary.skippedFiles === 0) {
+      const where = `s3://${request.bucket}/${request.keyPrefix}`
+      if (opts.failOnEmpty) {
+        console.error(`s3-ferry: ERR_NOTHING_MATCHED: no object under ${where}`)
+        return 1
+      }
+      if (mode !== 'json') console.error(`s3-ferry: note: no object under ${where}; nothing was downloaded`)
+    }
     return 0
   } catch (e) {
     view.done()
@@ -148,12 +180,17 @@ function report(mode, type, s) {
     process.stdout.write(JSON.stringify({ type, ...s }) + '\n')
     return
   }
-  const what = type === 'aborted' ? 'Aborted; completed before the abort:' : 'Done:'
+  // An abort's byte count includes parts of the files it cut short, which are discarded: only the files count
+  // as completed.
+  const head =
+    type === 'aborted'
+      ? `Aborted after ${s.seconds.toFixed(2)} s: ${plural(s.files, 'file')} completed (${fmt(s.bytes)} sent, parts of unfinished files discarded)`
+      : `Done: ${plural(s.files, 'file')}, ${fmt(s.bytes)} in ${s.seconds.toFixed(2)} s (${fmt(s.bytesPerSecond)}/s)`
   console.log(
-    `${what} ${s.files} files, ${fmt(s.bytes)} in ${s.seconds.toFixed(2)} s (${fmt(s.bytesPerSecond)}/s)` +
+    head +
       (s.skippedFiles ? `, ${s.skippedFiles} skipped (${fmt(s.skippedBytes)})` : '') +
       (s.resumedBytes ? `, ${fmt(s.resumedBytes)} resumed` : '') +
-      (s.hashedFiles ? `; ${s.hashedFiles} files hashed` + (s.cachedHashes ? ` (${s.cachedHashes} from the cache)` : '') : ''),
+      (s.hashedFiles ? `; ${plural(s.hashedFiles, 'file')} hashed` + (s.cachedHashes ? ` (${s.cachedHashes} from the cache)` : '') : ''),
   )
 }
 
@@ -180,27 +217,34 @@ function attachments(cmd) {
 export function program() {
   const prog = new Command('s3-ferry')
     .description('Fast S3 uploads and downloads. Credentials come from the standard AWS chain (environment, profile, SSO, ...).')
+    .version(version, '-V, --version', 'print the version')
     .showHelpAfterError()
     .exitOverride()
   common(prog.command('upload'))
-    .description('upload a directory (to prefix + relative paths) or files (to prefix + file name)')
+    .description('upload a directory (to prefix/relative path) or files (to prefix/file name; one file to a key without /)')
     .argument('<source...>', 'a directory, or one or more files, then the destination s3://bucket/prefix/')
     .action(async (args, opts) => {
-      if (args.length < 2) throw new InvalidArgumentError('give the source and the destination s3://bucket/prefix/')
-      const { bucket, prefix } = parseS3Url(args.at(-1))
+      if (args.length < 2) throw new UsageError('give the source and then the destination s3://bucket/prefix/', 'upload')
+      const { bucket, prefix } = s3Url(args.at(-1), 'upload', 'destination')
       const sources = args.slice(0, -1)
       let request
       if (sources.length === 1 && statSync(sources[0], { throwIfNoEntry: false })?.isDirectory()) {
+        // The library reads the prefix as a folder: s3://b/job and s3://b/job/ both give job/<relative path>.
         request = { bucket, localDir: sources[0], keyPrefix: prefix }
+      } else if (sources.length === 1 && prefix && !prefix.endsWith('/')) {
+        // One file to a key that is not a folder: that key (as `aws s3 cp file s3://b/key`).
+        request = { bucket, files: [{ path: path.resolve(sources[0]), key: prefix }] }
       } else {
-        request = { bucket, files: sources.map((p) => ({ path: path.resolve(p), key: prefix + path.basename(p) })) }
+        const folder = prefix && !prefix.endsWith('/') ? `${prefix}/` : prefix
+        request = { bucket, files: sources.map((p) => ({ path: path.resolve(p), key: folder + path.basename(p) })) }
       }
       process.exitCode = await transfer('upload', opts, request)
     })
   common(prog.command('download'))
-    .description('download every key under s3://bucket/prefix/ into a directory')
-    .argument('<source>', 's3://bucket/prefix/', parseS3Url)
+    .description('download every key under s3://bucket/prefix/ into a directory (s3://bucket/key: that object, into it)')
+    .argument('<source>', 's3://bucket/prefix/ (a folder), or s3://bucket/key', parseS3Url)
     .argument('<localDir>', 'destination directory (created if missing)')
+    .option('--fail-on-empty', 'exit 1 when no object matches (default: a note on stderr, exit 0)')
     .addOption(
       new Option('--conflict <policy>', 'when a destination file exists: replace it, skip the object, write "name (1).ext", or fail')
         .choices(['overwrite', 'skip', 'createCopy', 'error'])
@@ -217,7 +261,9 @@ export function program() {
     .option('--manifest-key <key>', 'also store the manifest in the bucket at this key')
     .option('--resumable', 'on failure, keep unfinished multipart uploads for the next run to resume')
     .action(async (localDir, { bucket, prefix }, opts) => {
-      if (!opts.manifest && !opts.manifestKey && !opts.json) throw new InvalidArgumentError('give --manifest <file> and/or --manifest-key <key>')
+      if (!opts.manifest && !opts.manifestKey && !opts.json) {
+        throw new UsageError('give --manifest <file> and/or --manifest-key <key>: the manifest is what a download needs', 'upload-attachments')
+      }
       const request = { bucket, rootPrefix: prefix, localDir, manifestKey: opts.manifestKey, resumable: !!opts.resumable }
       process.exitCode = await transfer('uploadContentAddressed', opts, request, (out) => {
         if (opts.manifest) writeFileSync(opts.manifest, out.manifest)
@@ -237,7 +283,9 @@ export function program() {
       const request = { bucket, rootPrefix: prefix, localDir, conflict: opts.conflict }
       if (manifest.startsWith('s3://')) {
         const stored = parseS3Url(manifest)
-        if (stored.bucket !== bucket) throw new InvalidArgumentError('the manifest must be in the same bucket as the contents')
+        if (stored.bucket !== bucket) {
+          throw new UsageError(`the manifest (bucket '${stored.bucket}') must be in the same bucket as the contents ('${bucket}')`, 'download-manifest')
+        }
         request.manifestKey = stored.prefix
       } else {
         request.manifest = readFileSync(manifest, 'utf8')
@@ -252,6 +300,10 @@ try {
 } catch (e) {
   // commander's own exits (--help, --version) carry code commander.*; bad usage exits 2 like most CLIs.
   if (e.code === 'commander.helpDisplayed' || e.code === 'commander.help' || e.code === 'commander.version') process.exit(0)
+  if (e instanceof UsageError) {
+    console.error(`s3-ferry: ${e.message}\nRun 's3-ferry ${e.command} --help' for usage.`)
+    process.exit(2)
+  }
   if (String(e.code).startsWith('commander.')) process.exit(2)
   console.error(`s3-ferry: ${e.code ?? 'ERROR'}: ${e.message}`)
   process.exit(2)
