@@ -115,7 +115,7 @@ test('a file another program holds open without sharing: the upload fails with E
   const locked = path.join(dir, 'locked.bin')
   const fd = openSync(locked, constants.O_RDWR | UV_FS_O_EXLOCK)
   try {
-    await assert.rejects(client.upload({ bucket, localDir: dir, workers: 1 }), (e) => {
+    await assert.rejects(client.upload({ bucket, localDir: dir }), (e) => {
       assert.equal(e.code, 'EBUSY', e.message)
       assert.equal(e.path, locked)
       return true

@@ -31,8 +31,26 @@ const NODE_EXE = path.join(CACHE, `node-${NODE_VERSION}`, 'bin', 'node.exe')
 const TARGET_DIR = path.join(ROOT, 'target', 'windows')
 export const BINARY = 's3-ferry.win32-x64-msvc.node'
 
-/** The Windows files the lane runs: what the issue asks of Windows, and the existing suites that apply as they are. */
-const TEST_FILES = ['__test__/windows.test.mjs', '__test__/transfer.test.mjs', '__test__/conflict.test.mjs', '__test__/cancel-progress.test.mjs']
+/**
+ * The files the lane runs: windows.test.mjs, and the suites that apply to Windows as they are. Not run here:
+ * cli.test.mjs (tmux and SIGINT are POSIX; the CLI's transfers are in windows.test.mjs), package.test.mjs (the lane
+ * packs and installs the win32 package itself), resume.test.mjs (it SIGKILLs a child mid-upload, and under Wine
+ * the parent then waits forever), pool-bandwidth-config.test.mjs (its 5000-file connection count through the JS
+ * TCP proxy had not finished after 6 minutes under Wine; the pool and the cap are platform-independent code),
+ * faults.test.mjs (1-second idle timeouts: it passed under Wine on a quiet machine and timed out on a busy one;
+ * retries are platform-independent code, and a lane must not fail by the machine's load).
+ */
+const TEST_FILES = [
+  'windows',
+  'transfer',
+  'conflict',
+  'cancel-progress',
+  'integrity',
+  'attachments',
+  'errors',
+  'logging',
+  'module',
+].map((name) => `__test__/${name}.test.mjs`)
 
 // Debian's wine64 package keeps its loader and server out of PATH (the `wine` package adds wrappers).
 const WINE = '/usr/lib/wine/wine64'
@@ -227,7 +245,8 @@ async function testWindows(argv) {
 
   step('start the local S3 server')
   const server = await startServer()
-  const env = { ...serverEnv(server), S3_FERRY_TEST_PACKAGED_APP: winPath(app) }
+  // S3_FERRY_TEST_WINE: the few checks that meet a limit of Wine rather than of Windows skip it (attachments).
+  const env = { ...serverEnv(server), S3_FERRY_TEST_PACKAGED_APP: winPath(app), S3_FERRY_TEST_WINE: '1' }
   let status = 1
   const started = Date.now()
   try {
