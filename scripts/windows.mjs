@@ -19,6 +19,7 @@
 import { spawn, spawnSync } from 'node:child_process'
 import { closeSync, copyFileSync, cpSync, existsSync, mkdirSync, openSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
+import { serverEnv, startS3Server } from './s3-server.mjs'
 import { ROOT, ensureDebianPackages, ensureNpmDeps, sh } from './setup.mjs'
 
 const TARGET = 'x86_64-pc-windows-gnu'
@@ -201,23 +202,9 @@ const winPath = (p) => spawnSync(WINE, ['winepath', '-w', p], { env: wineEnv(), 
 
 /** The local S3 server, started on the Linux side: Windows node.exe under Wine cannot spawn Linux programs. */
 async function startServer() {
-  const { startS3Server } = await import('./s3-server.mjs')
   const server = await startS3Server()
   console.log(`SeaweedFS S3 at ${server.endpoint}`)
   return server
-}
-
-/** The variables through which the tests (__test__/helpers.mjs) and the demo find that server. */
-function serverEnv(server) {
-  return {
-    S3_FERRY_TEST_ENDPOINT: server.endpoint,
-    S3_FERRY_TEST_REGION: server.region,
-    S3_FERRY_TEST_ACCESS_KEY_ID: server.credentials.accessKeyId,
-    S3_FERRY_TEST_SECRET_ACCESS_KEY: server.credentials.secretAccessKey,
-    S3_FERRY_TEST_READER_ACCESS_KEY_ID: server.readOnlyCredentials.accessKeyId,
-    S3_FERRY_TEST_READER_SECRET_ACCESS_KEY: server.readOnlyCredentials.secretAccessKey,
-    AWS_EC2_METADATA_DISABLED: 'true',
-  }
 }
 
 /** `npm run demo`'s job under Windows Node: the same bundle, CLI and verification, with the built addon. */
