@@ -65,6 +65,36 @@ test('usage errors inside a command say why on stderr with a hint; --version pri
   }
 })
 
+test('--no-progress prints only the summary, --quiet nothing but errors; --help shows examples', async () => {
+  const { env, flags } = await cliEnv()
+  const bucket = await makeBucket()
+  const dir = tempDir()
+  writeTree(path.join(dir, 'src'), { 'big.bin': bytes(9 * MiB, 7), 'a/b.txt': 'b' })
+  // 4 MB/s makes the upload last over two seconds, so the plain display would print progress lines.
+  const slow = ['--max-bandwidth', '4MB/s']
+  const summaryOnly = run(['upload', ...flags, ...slow, '--no-progress', path.join(dir, 'src'), `s3://${bucket}/n/`], env)
+  assert.equal(summaryOnly.status, 0, summaryOnly.stderr)
+  assert.deepEqual(summaryOnly.stdout.trim().split('\n').length, 1, summaryOnly.stdout)
+  assert.match(summaryOnly.stdout, /^Done: 2 files, /)
+  const json = run(['download', ...flags, '--json', '--no-progress', `s3://${bucket}/n/`, path.join(dir, 'o1')], env)
+  assert.deepEqual(json.stdout.trim().split('\n').map((l) => JSON.parse(l).type), ['summary'])
+  const quiet = run(['download', ...flags, ...slow, '-q', `s3://${bucket}/n/`, path.join(dir, 'o2')], env)
+  assert.equal(quiet.status, 0, quiet.stderr)
+  assert.equal(quiet.stdout + quiet.stderr, '')
+  assert.deepEqual(treeHashes(path.join(dir, 'o2')), treeHashes(path.join(dir, 'src')))
+  const quietEmpty = run(['download', ...flags, '--quiet', `s3://${bucket}/none/`, path.join(dir, 'o3')], env)
+  assert.equal(quietEmpty.stdout + quietEmpty.stderr, '', 'not even the note')
+  const quietError = run(['download', ...flags, '--quiet', 's3://no-such-bucket-here/x/', path.join(dir, 'o4')], env)
+  assert.equal(quietError.status, 1)
+  assert.match(quietError.stderr, /^s3-ferry: NoSuchBucket/)
+  for (const command of ['upload', 'download']) {
+    const help = run([command, '--help'])
+    assert.match(help.stdout, new RegExp(`Examples:\n  \\$ s3-ferry ${command} `))
+    assert.match(help.stdout, /--no-progress/)
+    assert.match(help.stdout, /-q, --quiet/)
+  }
+})
+
 test('prefixes are folders: a key downloads by its URL, names are never cut mid-component, uploads go under prefix/', async () => {
   const { env, flags } = await cliEnv()
   const bucket = await makeBucket()

@@ -146,25 +146,26 @@ async function transfer(method, opts, request, finish = (summary) => summary) {
   const controller = new AbortController()
   const onSigint = () => controller.abort(new Error('interrupted (Ctrl-C)'))
   process.on('SIGINT', onSigint)
-  const view = display(mode, direction === 'upload' ? 'upload  ' : 'download')
+  // --quiet: errors only; --no-progress: the summary without progress (both for cron and CI logs).
+  const view = opts.quiet || opts.progress === false ? { update() {}, done() {} } : display(mode, direction === 'upload' ? 'upload  ' : 'download')
   try {
     const result = await client[method]({ ...request, signal: controller.signal, onProgress: (p) => view.update(p) })
     view.done()
     const summary = finish(result)
-    report(mode, 'summary', summary)
+    if (!opts.quiet) report(mode, 'summary', summary)
     if (direction === 'download' && request.keyPrefix !== undefined && summary.files + summary.skippedFiles === 0) {
       const where = `s3://${request.bucket}/${request.keyPrefix}`
       if (opts.failOnEmpty) {
         console.error(`s3-ferry: ERR_NOTHING_MATCHED: no object under ${where}`)
         return 1
       }
-      if (mode !== 'json') console.error(`s3-ferry: note: no object under ${where}; nothing was downloaded`)
+      if (mode !== 'json' && !opts.quiet) console.error(`s3-ferry: note: no object under ${where}; nothing was downloaded`)
     }
     return 0
   } catch (e) {
     view.done()
     if (e.name === 'AbortError') {
-      report(mode, 'aborted', e.summary)
+      if (!opts.quiet) report(mode, 'aborted', e.summary)
       return 130
     }
     if (mode === 'json') process.stdout.write(JSON.stringify({ type: 'error', code: e.code, message: e.message }) + '\n')
@@ -206,6 +207,8 @@ function common(cmd) {
     .option('--max-bandwidth <rate>', 'bandwidth cap, e.g. 10MB/s', parseSize)
     .option('--config <file>', 'INI config file with a [settings] section (default: $S3_FERRY_CONFIG)')
     .addOption(new Option('--json', 'machine-readable progress: one JSON object per line'))
+    .option('--no-progress', 'no progress display: only the summary (and errors)')
+    .option('-q, --quiet', 'errors only: no progress, no summary')
 }
 
 function attachments(cmd) {
@@ -213,6 +216,9 @@ function attachments(cmd) {
     .option('--cache-dir <dir>', 'cache of file hashes and contents seen in S3 (default: $S3_FERRY_CACHE_DIR, else ~/.cache/s3-ferry)')
     .option('--no-cache', 'no cache: hash every file, ask S3 about every content')
 }
+
+/** `--help`'s closing lines for a command: examples users can copy. */
+const examples = (...lines) => `\nExamples:\n${lines.map((l) => `  $ s3-ferry ${l}`).join('\n')}\n`
 
 export function program() {
   const prog = new Command('s3-ferry')
@@ -222,6 +228,15 @@ export function program() {
     .exitOverride()
   common(prog.command('upload'))
     .description('upload a directory (to prefix/relative path) or files (to prefix/file name; one file to a key without /)')
+    .addHelpText(
+      'after',
+      examples(
+        'upload ./bundle s3://jobs/job-42/                 # keys job-42/<relative path>',
+        'upload scene.blend tex1.png s3://jobs/job-42/     # keys job-42/scene.blend, job-42/tex1.png',
+        'upload scene.blend s3://jobs/job-42/main.blend    # that key',
+        'upload --max-bandwidth 10MB/s --no-progress ./bundle s3://jobs/job-42/',
+      ),
+    )
     .argument('<source...>', 'a directory, or one or more files, then the destination s3://bucket/prefix/')
     .action(async (args, opts) => {
       if (args.length < 2) throw new UsageError('give the source and then the destination s3://bucket/prefix/', 'upload')
@@ -242,6 +257,14 @@ export function program() {
     })
   common(prog.command('download'))
     .description('download every key under s3://bucket/prefix/ into a directory (s3://bucket/key: that object, into it)')
+    .addHelpText(
+      'after',
+      examples(
+        'download s3://jobs/job-42/ ./out                  # the tree under job-42/',
+        'download s3://jobs/job-42/scene.blend ./out       # ./out/scene.blend',
+        'download --conflict skip --fail-on-empty s3://jobs/job-42/ ./out',
+      ),
+    )
     .argument('<source>', 's3://bucket/prefix/ (a folder), or s3://bucket/key', parseS3Url)
     .argument('<localDir>', 'destination directory (created if missing)')
     .option('--fail-on-empty', 'exit 1 when no object matches (default: a note on stderr, exit 0)')
