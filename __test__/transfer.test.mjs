@@ -199,3 +199,15 @@ test('keyPrefix names a folder: uploads go under prefix/, downloads take the obj
   assert.equal(slash.files, 2)
   assert.deepEqual(treeHashes(path.join(dir, 'o3')), treeHashes(path.join(dir, 'src')))
 })
+
+test('a name as long as the file system allows (255 bytes) downloads: its temporary file fits too', async () => {
+  const client = new TransferClient(await clientOptions())
+  const bucket = await makeBucket()
+  const dir = tempDir()
+  const names = ['n'.repeat(255), `${'é'.repeat(120)}.blend`] // 255 and 246 bytes
+  writeTree(path.join(dir, 'src'), Object.fromEntries(names.map((n, i) => [n, bytes(1000 + i, i)])))
+  await client.upload({ bucket, localDir: path.join(dir, 'src'), keyPrefix: 'long/' })
+  const down = await client.download({ bucket, keyPrefix: 'long/', localDir: path.join(dir, 'out') })
+  assert.equal(down.files, 2)
+  assert.deepEqual(treeHashes(path.join(dir, 'out')), treeHashes(path.join(dir, 'src')))
+})

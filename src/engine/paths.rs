@@ -215,16 +215,33 @@ pub struct TempFile {
 
 static NEXT: AtomicU64 = AtomicU64::new(0);
 
+/// The longest file name the common file systems take (ext4, APFS: bytes; NTFS: UTF-16 units).
+const MAX_NAME_BYTES: usize = 255;
+
 impl TempFile {
   /// Creates `.<name>.<unique>.s3ferry-part` in the destination's directory (same file system, so the final
-  /// rename is atomic).
+  /// rename is atomic), with `<name>` cut short where the whole would pass 255 bytes.
   pub fn create_beside(dest: &Path) -> Result<Self> {
     let name = dest
       .file_name()
       .map(|n| n.to_string_lossy().into_owned())
       .unwrap_or_default();
-    let unique = format!("{:x}-{:x}", std::process::id(), NEXT.fetch_add(1, Relaxed));
-    let path = dest.with_file_name(format!(".{name}.{unique}.s3ferry-part"));
+    let unique = format!(
+      ".{:x}-{:x}.s3ferry-part",
+      std::process::id(),
+      NEXT.fetch_add(1, Relaxed)
+    );
+    // A name that fits the file system must not fail for its temporary's sake: the name is cut (at a character)
+    // so the whole stays within 255 bytes, the limit of Linux and macOS file systems in bytes and of NTFS in
+    // UTF-16 units (never more units than bytes).
+    let room = MAX_NAME_BYTES - 1 - unique.len();
+    let cut = name
+      .char_indices()
+      .map(|(i, c)| i + c.len_utf8())
+      .take_while(|&end| end <= room)
+      .last()
+      .unwrap_or(0);
+    let path = dest.with_file_name(format!(".{}{unique}", &name[..cut]));
     let file = std::fs::OpenOptions::new()
       .read(true) // for checksum verification by a second pass
       .write(true)
@@ -553,6 +570,20 @@ mod tests {
       no_hard_links(&std::io::Error::from_raw_os_error(1)),
       "EPERM, Linux's FAT"
     );
+  }
+
+  #[test]
+  fn the_longest_names_get_a_temporary_that_fits() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["x".repeat(255), "é".repeat(127), format!("{}.blend", "a".repeat(240))] {
+      let dest = dir.path().join(&name);
+      let mut t = TempFile::create_beside(&dest).unwrap();
+      let temp = t.path().file_name().unwrap().len();
+      assert!(temp <= 255, "{temp} bytes");
+      std::io::Write::write_all(&mut t.take_file(), b"ok").unwrap();
+      t.persist(&dest).unwrap();
+      assert_eq!(std::fs::read(&dest).unwrap(), b"ok");
+    }
   }
 
   #[test]
