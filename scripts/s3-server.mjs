@@ -153,6 +153,12 @@ export async function startS3Server({ log = false } = {}) {
     `-s3.config=${config}`,
     '-s3.autoCreateBucket=false',
     '-webdav=false',
+    // Left to itself `weed mini` sizes its volumes and their number from the disk's free space at start, and every
+    // bucket takes a volume of its own: on a machine with little free disk the suite's buckets ran out of volumes
+    // and PutObject answered InternalError (a CI run failed so). Fixed numbers make the server the same everywhere;
+    // volumes are not preallocated, so the count reserves no disk.
+    '-volume.max=1000',
+    '-master.volumeSizeLimitMB=256',
     ...names.map((n) => `-${n}=${byName[n]}`),
   ]
   mkdirSync(path.join(dir, 'data'))
