@@ -239,6 +239,48 @@ export interface DownloadRequest {
   progressIntervalMs?: number
   /** This request's own bandwidth cap in bytes per second, instead of the client's. */
   maxBandwidth?: number
+  /**
+   * Only some of the keys under `keyPrefix`, matched on their paths relative to it (see `FilterSets`,
+   * `FilterRule`).
+   */
+  filter?: FilterSets | Array<FilterRule>
+  /**
+   * Skip objects whose destination file exists with the same size and an mtime at or after the object's
+   * `LastModified` (to the second), so a download run again fetches only what changed; `'size'` when the size
+   * alone matches. Other existing destinations follow `conflict`. For `objects`, a HeadObject per object whose
+   * destination exists. Skipped files count in `skippedFiles`. Default `false`.
+   */
+  skipUnchanged?: boolean | 'size'
+  /**
+   * Fetch nothing: resolve with `plan`, what would be downloaded (and skipped), with `files` and `bytes` what
+   * would be fetched. Under `conflict: 'error'` an existing destination rejects as the download would.
+   */
+  dryRun?: boolean
+}
+
+/**
+ * One rule of an ordered filter, as the AWS CLI's `--include` / `--exclude` in command-line order: exactly one
+ * of the two. The last rule that matches a path decides; a path no rule matches is taken.
+ */
+export interface FilterRule {
+  /** Take the paths this glob matches. */
+  include?: string
+  /** Leave out the paths this glob matches. */
+  exclude?: string
+}
+
+/**
+ * Which files of a tree transfer (`localDir`) go: globs matched against each file's `/`-separated path
+ * relative to `localDir` (uploads) or to `keyPrefix` (downloads), where `*` and `?` also match `/` (`*.tmp`
+ * matches at any depth, `.git/*` everything under `.git`); `[a-z]`, `{a,b}` and `**` work as usual;
+ * case-sensitive. A file is taken when it matches no `exclude` pattern and, if `include` is given, matches one
+ * of its patterns. Files left out are not counted anywhere.
+ */
+export interface FilterSets {
+  /** Only files matching one of these (default: every file). */
+  include?: Array<string>
+  /** Never files matching one of these. */
+  exclude?: Array<string>
 }
 
 /** What `downloadManifest` downloads: the files of a manifest, into `localDir`. */
@@ -266,6 +308,21 @@ export interface ManifestDownloadRequest {
   progressIntervalMs?: number
   /** This request's own bandwidth cap in bytes per second, instead of the client's. */
   maxBandwidth?: number
+}
+
+/** One file of a dry run. */
+export interface PlannedTransfer {
+  /** The local file: an upload's source, a download's destination. */
+  path: string
+  /** The key: an upload's destination, a download's source. */
+  key: string
+  /** Its size; unknown (absent) for a download's `objects` until fetched. */
+  bytes?: number
+  /**
+   * Why it would be skipped: `unchanged` (`skipUnchanged`), `exists` (`conflict: 'skip'`); absent when it
+   * would be transferred.
+   */
+  skip?: 'unchanged' | 'exists'
 }
 
 /** The settings a client runs with, defaults and derived values resolved. */
@@ -350,6 +407,11 @@ export interface TransferSummary {
   seconds: number
   /** `bytes / seconds`. */
   bytesPerSecond: number
+  /**
+   * Only for `dryRun`: every file the call would transfer or skip, sorted by key (`files` and `bytes` are then
+   * what it would transfer).
+   */
+  plan?: Array<PlannedTransfer>
 }
 
 /**
@@ -374,7 +436,7 @@ export interface UploadRequest {
   files?: Array<UploadFileEntry>
   /**
    * Upload every regular file under this directory, to `keyPrefix` + its `/`-separated relative path.
-   * Symlinks and special files are not followed; they count as skipped.
+   * Symlinks (unless `followSymlinks`) and special files are not followed; they count as skipped.
    */
   localDir?: string
   /**
@@ -396,4 +458,26 @@ export interface UploadRequest {
    * missing parts. Default `false`: a failure aborts them. An upload cut short by a crash is resumed either way.
    */
   resumable?: boolean
+  /**
+   * Only some of `localDir`'s files: `{ include, exclude }` globs, or ordered `[{ exclude: '*' }, { include:
+   * '*.png' }]` rules as the AWS CLI applies them (see `FilterSets`, `FilterRule`).
+   */
+  filter?: FilterSets | Array<FilterRule>
+  /**
+   * Follow symlinks under `localDir` to files and directories, uploading what they point to under the link's
+   * own path. A link back to a directory above it (a loop) and a dangling link are skipped. Default `false`.
+   */
+  followSymlinks?: boolean
+  /**
+   * Skip files already stored: `true` when an object with the same size exists at the key and was stored at
+   * or after the file's mtime (to the second, by the server's clock and this machine's); `'size'` when the
+   * size alone matches. One ListObjectsV2 of `keyPrefix` per 1000 keys for `localDir`, a HeadObject per file
+   * for `files`. Skipped files count in `skippedFiles`. Default `false`.
+   */
+  skipUnchanged?: boolean | 'size'
+  /**
+   * Send nothing: resolve with `plan`, what would be uploaded (and skipped as unchanged), with `files` and
+   * `bytes` what would be sent. Only the requests `skipUnchanged` needs are made.
+   */
+  dryRun?: boolean
 }

@@ -77,10 +77,12 @@ const CLIENT_OPTIONS = ['region', 'endpoint', 'forcePathStyle', 'credentials', '
 const CALL = ['bucket', 'signal', 'onProgress', 'progressIntervalMs', 'maxBandwidth']
 const FIELDS = {
   ClientOptions: CLIENT_OPTIONS,
-  UploadRequest: [...CALL, 'files', 'localDir', 'keyPrefix', 'resumable'],
-  DownloadRequest: [...CALL, 'objects', 'localDir', 'keyPrefix', 'conflict'],
+  UploadRequest: [...CALL, 'files', 'localDir', 'keyPrefix', 'resumable', 'filter', 'followSymlinks', 'skipUnchanged', 'dryRun'],
+  DownloadRequest: [...CALL, 'objects', 'localDir', 'keyPrefix', 'conflict', 'filter', 'skipUnchanged', 'dryRun'],
   ContentAddressedUploadRequest: [...CALL, 'rootPrefix', 'localDir', 'files', 'manifestKey', 'resumable'],
   ManifestDownloadRequest: [...CALL, 'rootPrefix', 'manifest', 'manifestKey', 'localDir', 'conflict'],
+  FilterSets: ['include', 'exclude'],
+  FilterRule: ['include', 'exclude'],
 }
 const KNOWN = Object.fromEntries(Object.entries(FIELDS).map(([k, v]) => [k, new Set(v)]))
 
@@ -96,11 +98,22 @@ function unknownName(object, kinds, what) {
   return null
 }
 
+/** As `unknownName`, for `filter`: a misspelt `exlude` would otherwise upload what it was meant to leave out. */
+function unknownFilterName(filter) {
+  if (filter === null || typeof filter !== 'object') return null
+  if (!Array.isArray(filter)) return unknownName(filter, ['FilterSets'], 'filter')
+  for (const [i, rule] of filter.entries()) {
+    const unknown = rule !== null && typeof rule === 'object' && unknownName(rule, ['FilterRule'], `filter[${i}]`)
+    if (unknown) return unknown
+  }
+  return null
+}
+
 function run(call, request, kinds) {
   if (request === null || typeof request !== 'object') {
     return Promise.reject(argTypeError(`the request must be an object, got ${request === null ? 'null' : typeof request}`))
   }
-  const unknown = unknownName(request, kinds, 'the request')
+  const unknown = unknownName(request, kinds, 'the request') || unknownFilterName(request.filter)
   if (unknown) return Promise.reject(unknown)
   const { signal, onProgress } = request
   if (signal != null && !(signal instanceof AbortSignal)) {

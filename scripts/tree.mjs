@@ -10,7 +10,7 @@ export function hashTree(dir) {
     for (const e of readdirSync(d, { withFileTypes: true })) {
       const p = path.join(d, e.name)
       if (e.isDirectory()) walk(p)
-      else out.set(path.relative(dir, p).split(path.sep).join('/'), createHash('sha256').update(readFileSync(p)).digest('hex'))
+      else if (e.isFile()) out.set(path.relative(dir, p).split(path.sep).join('/'), createHash('sha256').update(readFileSync(p)).digest('hex'))
     }
   }
   walk(dir)

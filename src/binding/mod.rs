@@ -46,6 +46,24 @@ pub struct TransferSummary {
   pub seconds: f64,
   /// `bytes / seconds`.
   pub bytes_per_second: f64,
+  /// Only for `dryRun`: every file the call would transfer or skip, sorted by key (`files` and `bytes` are then
+  /// what it would transfer).
+  pub plan: Option<Vec<PlannedTransfer>>,
+}
+
+/// One file of a dry run.
+#[napi(object, object_from_js = false)]
+pub struct PlannedTransfer {
+  /// The local file: an upload's source, a download's destination.
+  pub path: String,
+  /// The key: an upload's destination, a download's source.
+  pub key: String,
+  /// Its size; unknown (absent) for a download's `objects` until fetched.
+  pub bytes: Option<f64>,
+  /// Why it would be skipped: `unchanged` (`skipUnchanged`), `exists` (`conflict: 'skip'`); absent when it
+  /// would be transferred.
+  #[napi(ts_type = "'unchanged' | 'exists'")]
+  pub skip: Option<String>,
 }
 
 /// A progress event.
@@ -129,6 +147,7 @@ impl From<engine::Summary> for TransferSummary {
       resumed_bytes: s.resumed_bytes as f64,
       seconds: s.seconds,
       bytes_per_second: s.bytes_per_second,
+      plan: None,
     }
   }
 }
@@ -190,20 +209,14 @@ impl TransferClient {
   /// input (before any request), or `ABORT_ERR` (`name: 'AbortError'`) when `signal` aborts.
   #[napi]
   pub fn upload<'env>(&self, env: &'env Env, request: UploadRequest) -> Result<PromiseRaw<'env, TransferSummary>> {
-    let engine = self.engine.clone();
-    start(env, request, move |r, control| async move {
-      engine.upload(r, control).await
-    })
+    upload_on(env, self.engine.clone(), request)
   }
 
   /// Downloads `objects`, or every key under `keyPrefix` into `localDir`. Each file is written to a temporary
   /// file beside its destination and renamed into place only when complete. Errors as for `upload`.
   #[napi]
   pub fn download<'env>(&self, env: &'env Env, request: DownloadRequest) -> Result<PromiseRaw<'env, TransferSummary>> {
-    let engine = self.engine.clone();
-    start(env, request, move |r, control| async move {
-      engine.download(r, control).await
-    })
+    download_on(env, self.engine.clone(), request)
   }
 
   /// Job attachments: uploads a job's files by content. Hashes every file with xxh128 (in parallel; unchanged
@@ -279,6 +292,39 @@ impl CallOutput for engine::Summary {
   }
 }
 
+impl CallOutput for engine::Plan {
+  type Js = TransferSummary;
+  fn summary(&self) -> &engine::Summary {
+    &self.summary
+  }
+  fn into_js(self) -> TransferSummary {
+    let (files, bytes) = self.would_transfer();
+    let plan = self
+      .files
+      .into_iter()
+      .map(|f| PlannedTransfer {
+        path: f.path.to_string_lossy().into_owned(),
+        key: f.key,
+        bytes: f.bytes.map(|b| b as f64),
+        skip: f.skip.map(|why| {
+          match why {
+            engine::SkipReason::Unchanged => "unchanged",
+            engine::SkipReason::Exists => "exists",
+          }
+          .to_owned()
+        }),
+      })
+      .collect();
+    TransferSummary {
+      files: files as f64,
+      bytes: bytes as f64,
+      bytes_per_second: 0.0,
+      plan: Some(plan),
+      ..self.summary.into()
+    }
+  }
+}
+
 impl CallOutput for engine::AttachmentUploadOutput {
   type Js = ContentAddressedUploadResult;
   fn summary(&self) -> &engine::Summary {
@@ -302,9 +348,31 @@ impl CallOutput for engine::AttachmentUploadOutput {
 pub fn upload_once<'env>(env: &'env Env, request: Object<'env>) -> Result<PromiseRaw<'env, TransferSummary>> {
   let engine = shared_client(env, &request)?;
   let request = unsafe { UploadRequest::from_napi_value(env.raw(), request.raw())? };
-  start(env, request, move |r, control| async move {
-    engine.upload(r, control).await
-  })
+  upload_on(env, engine, request)
+}
+
+/// An upload, or its dry run.
+fn upload_on(env: &Env, engine: Arc<Engine>, request: UploadRequest) -> Result<PromiseRaw<'_, TransferSummary>> {
+  match request.dry_run == Some(true) {
+    true => start(env, request, move |r, control| async move {
+      engine.plan_upload(r, control).await
+    }),
+    false => start(env, request, move |r, control| async move {
+      engine.upload(r, control).await
+    }),
+  }
+}
+
+/// A download, or its dry run.
+fn download_on(env: &Env, engine: Arc<Engine>, request: DownloadRequest) -> Result<PromiseRaw<'_, TransferSummary>> {
+  match request.dry_run == Some(true) {
+    true => start(env, request, move |r, control| async move {
+      engine.plan_download(r, control).await
+    }),
+    false => start(env, request, move |r, control| async move {
+      engine.download(r, control).await
+    }),
+  }
 }
 
 /// One-shot download: client options and the request in one object. Calls with identical client options share
@@ -313,9 +381,7 @@ pub fn upload_once<'env>(env: &'env Env, request: Object<'env>) -> Result<Promis
 pub fn download_once<'env>(env: &'env Env, request: Object<'env>) -> Result<PromiseRaw<'env, TransferSummary>> {
   let engine = shared_client(env, &request)?;
   let request = unsafe { DownloadRequest::from_napi_value(env.raw(), request.raw())? };
-  start(env, request, move |r, control| async move {
-    engine.download(r, control).await
-  })
+  download_on(env, engine, request)
 }
 
 /// Converts a request (throwing a coded error before anything starts), wires its signal and progress callback,

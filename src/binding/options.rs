@@ -56,6 +56,79 @@ pub enum ConflictPolicy {
   Error,
 }
 
+/// Which files of a tree transfer (`localDir`) go: globs matched against each file's `/`-separated path
+/// relative to `localDir` (uploads) or to `keyPrefix` (downloads), where `*` and `?` also match `/` (`*.tmp`
+/// matches at any depth, `.git/*` everything under `.git`); `[a-z]`, `{a,b}` and `**` work as usual;
+/// case-sensitive. A file is taken when it matches no `exclude` pattern and, if `include` is given, matches one
+/// of its patterns. Files left out are not counted anywhere.
+#[napi(object, object_to_js = false)]
+pub struct FilterSets {
+  /// Only files matching one of these (default: every file).
+  pub include: Option<Vec<String>>,
+  /// Never files matching one of these.
+  pub exclude: Option<Vec<String>>,
+}
+
+/// One rule of an ordered filter, as the AWS CLI's `--include` / `--exclude` in command-line order: exactly one
+/// of the two. The last rule that matches a path decides; a path no rule matches is taken.
+#[napi(object, object_to_js = false)]
+pub struct FilterRule {
+  /// Take the paths this glob matches.
+  pub include: Option<String>,
+  /// Leave out the paths this glob matches.
+  pub exclude: Option<String>,
+}
+
+/// The `filter` option: sets (`{ include, exclude }`) or ordered rules.
+pub type FilterOption = Either<Vec<FilterRule>, FilterSets>;
+
+fn filter(option: Option<FilterOption>) -> Result<Option<engine::Filter>, Error> {
+  match option {
+    None => Ok(None),
+    Some(Either::B(sets)) => {
+      engine::Filter::sets(sets.include.unwrap_or_default(), sets.exclude.unwrap_or_default()).map(Some)
+    }
+    Some(Either::A(rules)) => {
+      let rules = rules
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| match (r.include, r.exclude) {
+          (Some(pattern), None) => Ok(engine::FilterRule { include: true, pattern }),
+          (None, Some(pattern)) => Ok(engine::FilterRule {
+            include: false,
+            pattern,
+          }),
+          _ => Err(Error::invalid_value(format!(
+            "filter[{i}] must have exactly one of include and exclude"
+          ))),
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+      engine::Filter::ordered(rules).map(Some)
+    }
+  }
+}
+
+/// The `skipUnchanged` option: `true` (size and time) or `'size'`.
+fn skip_unchanged(option: Option<Either<bool, String>>) -> Result<Option<engine::SkipUnchanged>, Error> {
+  match option {
+    None | Some(Either::A(false)) => Ok(None),
+    Some(Either::A(true)) => Ok(Some(engine::SkipUnchanged::SizeAndTime)),
+    Some(Either::B(s)) if s == "size" => Ok(Some(engine::SkipUnchanged::Size)),
+    Some(Either::B(s)) => Err(Error::invalid_value(format!(
+      "skipUnchanged must be true, false or 'size', got '{s}'"
+    ))),
+  }
+}
+
+fn tree_only(what: &str, given: bool, tree: bool, list: &str) -> Result<(), Error> {
+  match given && !tree {
+    true => Err(Error::invalid_value(format!(
+      "{what} applies to localDir; it cannot be used with {list}"
+    ))),
+    false => Ok(()),
+  }
+}
+
 /// Options of a `TransferClient` (and of the one-shot `upload` / `download`).
 #[napi(object, object_to_js = false)]
 #[derive(Default)]
@@ -143,7 +216,7 @@ pub struct UploadRequest {
   /// Explicit files. Give either this or `localDir`.
   pub files: Option<Vec<UploadFileEntry>>,
   /// Upload every regular file under this directory, to `keyPrefix` + its `/`-separated relative path.
-  /// Symlinks and special files are not followed; they count as skipped.
+  /// Symlinks (unless `followSymlinks`) and special files are not followed; they count as skipped.
   pub local_dir: Option<String>,
   /// The folder the relative paths of `localDir` go under: `job-42` and `job-42/` both give
   /// `job-42/<relative path>`. Default "" (the bucket's root).
@@ -161,6 +234,22 @@ pub struct UploadRequest {
   /// recorded in the cache, so the next upload of the same unchanged file to the same key sends only the
   /// missing parts. Default `false`: a failure aborts them. An upload cut short by a crash is resumed either way.
   pub resumable: Option<bool>,
+  /// Only some of `localDir`'s files: `{ include, exclude }` globs, or ordered `[{ exclude: '*' }, { include:
+  /// '*.png' }]` rules as the AWS CLI applies them (see `FilterSets`, `FilterRule`).
+  #[napi(ts_type = "FilterSets | Array<FilterRule>")]
+  pub filter: Option<FilterOption>,
+  /// Follow symlinks under `localDir` to files and directories, uploading what they point to under the link's
+  /// own path. A link back to a directory above it (a loop) and a dangling link are skipped. Default `false`.
+  pub follow_symlinks: Option<bool>,
+  /// Skip files already stored: `true` when an object with the same size exists at the key and was stored at
+  /// or after the file's mtime (to the second, by the server's clock and this machine's); `'size'` when the
+  /// size alone matches. One ListObjectsV2 of `keyPrefix` per 1000 keys for `localDir`, a HeadObject per file
+  /// for `files`. Skipped files count in `skippedFiles`. Default `false`.
+  #[napi(ts_type = "boolean | 'size'")]
+  pub skip_unchanged: Option<Either<bool, String>>,
+  /// Send nothing: resolve with `plan`, what would be uploaded (and skipped as unchanged), with `files` and
+  /// `bytes` what would be sent. Only the requests `skipUnchanged` needs are made.
+  pub dry_run: Option<bool>,
 }
 
 /// What to download: `objects`, or `keyPrefix` + `localDir`.
@@ -188,6 +277,19 @@ pub struct DownloadRequest {
   pub progress_interval_ms: Option<f64>,
   /// This request's own bandwidth cap in bytes per second, instead of the client's.
   pub max_bandwidth: Option<f64>,
+  /// Only some of the keys under `keyPrefix`, matched on their paths relative to it (see `FilterSets`,
+  /// `FilterRule`).
+  #[napi(ts_type = "FilterSets | Array<FilterRule>")]
+  pub filter: Option<FilterOption>,
+  /// Skip objects whose destination file exists with the same size and an mtime at or after the object's
+  /// `LastModified` (to the second), so a download run again fetches only what changed; `'size'` when the size
+  /// alone matches. Other existing destinations follow `conflict`. For `objects`, a HeadObject per object whose
+  /// destination exists. Skipped files count in `skippedFiles`. Default `false`.
+  #[napi(ts_type = "boolean | 'size'")]
+  pub skip_unchanged: Option<Either<bool, String>>,
+  /// Fetch nothing: resolve with `plan`, what would be downloaded (and skipped), with `files` and `bytes` what
+  /// would be fetched. Under `conflict: 'error'` an existing destination rejects as the download would.
+  pub dry_run: Option<bool>,
 }
 
 /// What `uploadContentAddressed` uploads: every file under `localDir` (or the `files` given, inside it).
@@ -386,7 +488,7 @@ impl CallRequest for UploadRequest {
 
   fn to_engine(&mut self) -> Result<engine::UploadRequest, Error> {
     exactly_one("upload", self.files.is_some(), self.local_dir.is_some(), "files")?;
-    let source = match (self.files.take(), self.local_dir.take()) {
+    let mut source = match (self.files.take(), self.local_dir.take()) {
       (Some(files), _) => engine::UploadSource::Files(
         files
           .into_iter()
@@ -399,13 +501,22 @@ impl CallRequest for UploadRequest {
       (None, Some(dir)) => engine::UploadSource::Directory {
         local_dir: PathBuf::from(dir),
         key_prefix: self.key_prefix.take().unwrap_or_default(),
+        filter: None,
+        follow_symlinks: self.follow_symlinks.unwrap_or(false),
       },
       (None, None) => unreachable!("checked above"),
     };
+    let tree = matches!(source, engine::UploadSource::Directory { .. });
+    tree_only("filter", self.filter.is_some(), tree, "files")?;
+    tree_only("followSymlinks", self.follow_symlinks == Some(true), tree, "files")?;
+    if let engine::UploadSource::Directory { filter: f, .. } = &mut source {
+      *f = filter(self.filter.take())?;
+    }
     let request = engine::UploadRequest {
       bucket: std::mem::take(&mut self.bucket),
       source,
       resumable: self.resumable.unwrap_or(false),
+      skip_unchanged: skip_unchanged(self.skip_unchanged.take())?,
     };
     request.validate()?;
     Ok(request)
@@ -419,7 +530,7 @@ impl CallRequest for DownloadRequest {
 
   fn to_engine(&mut self) -> Result<engine::DownloadRequest, Error> {
     exactly_one("download", self.objects.is_some(), self.local_dir.is_some(), "objects")?;
-    let source = match (self.objects.take(), self.local_dir.take()) {
+    let mut source = match (self.objects.take(), self.local_dir.take()) {
       (Some(objects), _) => engine::DownloadSource::Objects(
         objects
           .into_iter()
@@ -432,13 +543,19 @@ impl CallRequest for DownloadRequest {
       (None, Some(dir)) => engine::DownloadSource::Prefix {
         key_prefix: self.key_prefix.take().unwrap_or_default(),
         local_dir: PathBuf::from(dir),
+        filter: None,
       },
       (None, None) => unreachable!("checked above"),
     };
+    match &mut source {
+      engine::DownloadSource::Prefix { filter: f, .. } => *f = filter(self.filter.take())?,
+      engine::DownloadSource::Objects(_) => tree_only("filter", self.filter.is_some(), false, "objects")?,
+    }
     let request = engine::DownloadRequest {
       bucket: std::mem::take(&mut self.bucket),
       source,
       conflict: conflict(self.conflict.take()),
+      skip_unchanged: skip_unchanged(self.skip_unchanged.take())?,
     };
     request.validate()?;
     Ok(request)

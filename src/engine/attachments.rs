@@ -176,10 +176,7 @@ impl Engine {
   ) -> Result<AttachmentUploadOutput> {
     let cancel = &control.cancel;
     let source = match &request.files {
-      None => UploadSource::Directory {
-        local_dir: request.local_dir.clone(),
-        key_prefix: String::new(),
-      },
+      None => UploadSource::directory(request.local_dir.clone(), ""),
       Some(files) => UploadSource::Files(relative_files(&request.local_dir, files)?),
     };
     let (files, skipped) = or_cancelled(cancel, blocking(move || plan(source))).await?;
@@ -386,6 +383,7 @@ impl Engine {
             key: key.clone(),
             dest,
             size: Some(e.size),
+            modified: None,
             etag: None,
             algorithm: None,
             expect: Some(Arc::new(Expected {

@@ -18,12 +18,14 @@ use super::checksum::{self, FullObjectChecksum, RangeDigest};
 use super::client::Engine;
 use super::config::{ChecksumAlgorithm, IN_MEMORY_MAX, MAX_REQUESTS_PER_FILE};
 use super::error::{Error, Result};
+use super::filter::Filter;
 use super::log::counting;
-use super::paths::{check_contained, conflicting_destinations, copy_name, destination_for, TempFile};
+use super::paths::{check_contained, conflicting_destinations, copy_name, destination_for, relative_key, TempFile};
 use super::positional::PositionalIo;
 use super::progress::{Phase, ProgressState, RangeProgress};
 use super::scheduler::{blocking, joined, or_cancelled, run_jobs, spawn_abortable, Job};
-use super::{validate_bucket, Call, Control};
+use super::unchanged::{local_stamp, SkipUnchanged, Stamp};
+use super::{validate_bucket, Call, Control, Plan, PlannedFile, SkipReason};
 
 /// Bytes gathered from the network before one positional write to disk.
 const WRITE_BATCH: usize = 1024 * 1024;
@@ -49,7 +51,20 @@ pub enum DownloadSource {
     key_prefix: String,
     /// Destination directory (created if missing).
     local_dir: PathBuf,
+    /// Only the keys it takes (matched on their relative paths); others are left out, not counted.
+    filter: Option<Filter>,
   },
+}
+
+impl DownloadSource {
+  /// Every key `key_prefix` names, into `local_dir`, nothing filtered.
+  pub fn prefix(key_prefix: impl Into<String>, local_dir: impl Into<PathBuf>) -> DownloadSource {
+    DownloadSource::Prefix {
+      key_prefix: key_prefix.into(),
+      local_dir: local_dir.into(),
+      filter: None,
+    }
+  }
 }
 
 /// What to do when a destination file already exists. Whatever the policy, a destination is only ever replaced
@@ -74,8 +89,10 @@ pub struct DownloadRequest {
   pub bucket: String,
   /// What to download.
   pub source: DownloadSource,
-  /// What to do with destination files that already exist.
+  /// What to do with destination files that already exist (and are not skipped as unchanged).
   pub conflict: Conflict,
+  /// Skip objects whose destination file exists and is the same by this rule (counted as skipped).
+  pub skip_unchanged: Option<SkipUnchanged>,
 }
 
 impl DownloadRequest {
@@ -116,6 +133,8 @@ pub(super) struct Entry {
   pub key: String,
   pub dest: PathBuf,
   pub size: Option<u64>,
+  /// `LastModified`, from the listing.
+  pub modified: Option<std::time::SystemTime>,
   pub etag: Option<String>,
   /// The checksum the listing says the object has, if any.
   pub algorithm: Option<ChecksumAlgorithm>,
@@ -158,9 +177,9 @@ impl Engine {
     request.validate()?;
     let (request, control) = (&request, &control);
     let work = |progress: Arc<ProgressState>| async move {
-      let entries = or_cancelled(&control.cancel, self.plan_download(request)).await?;
-      let listed: u64 = entries.iter().filter_map(|e| e.size).sum();
-      progress.set_planned(entries.len() as u64, listed);
+      let (entries, _skipped) = self
+        .prepare_download(request, &progress, false, &control.cancel)
+        .await?;
       let call = Call::download(&request.bucket, progress, self.throttle_for(control));
       let root = match &request.source {
         DownloadSource::Prefix { local_dir, .. } => Some(Arc::new(local_dir.clone())),
@@ -173,7 +192,104 @@ impl Engine {
     control.run(Phase::Downloading, work).await.map(|((), summary)| summary)
   }
 
-  async fn plan_download(&self, request: &DownloadRequest) -> Result<Vec<Entry>> {
+  /// What `download` would fetch, and would skip, without fetching it: the listing, and the HeadObjects that
+  /// `skip_unchanged` needs for an explicit list. Under `Conflict::Error` an existing destination fails it as it
+  /// would fail the download.
+  pub async fn plan_download(self: &Arc<Self>, request: DownloadRequest, control: Control) -> Result<Plan> {
+    request.validate()?;
+    let (request, control) = (&request, &control);
+    let work = |progress: Arc<ProgressState>| async move {
+      let (entries, skipped) = self.prepare_download(request, &progress, true, &control.cancel).await?;
+      let item = |e: Entry, skip| PlannedFile {
+        path: e.dest,
+        key: e.key,
+        bytes: e.size,
+        skip,
+      };
+      let mut items: Vec<PlannedFile> = entries.into_iter().map(|e| item(e, None)).collect();
+      items.extend(skipped.into_iter().map(|(e, why)| item(e, Some(why))));
+      items.sort_by(|a, b| a.key.cmp(&b.key));
+      Ok(items)
+    };
+    let (files, summary) = control.run(Phase::Downloading, work).await?;
+    Ok(Plan::new(files, summary))
+  }
+
+  /// Lists (or takes) the objects, leaves out those `skip_unchanged` finds the same (and, for a dry run, those
+  /// the conflict policy would skip), and counts the rest as the call's plan.
+  async fn prepare_download(
+    &self,
+    request: &DownloadRequest,
+    progress: &ProgressState,
+    dry_run: bool,
+    cancel: &CancellationToken,
+  ) -> Result<(Vec<Entry>, Vec<(Entry, SkipReason)>)> {
+    let mut entries = or_cancelled(cancel, self.list_download(request)).await?;
+    let mut skipped = Vec::new();
+    if let Some(rule) = request.skip_unchanged {
+      let dests: Vec<PathBuf> = entries.iter().map(|e| e.dest.clone()).collect();
+      let local = blocking(move || Ok(dests.iter().map(|d| local_stamp(d)).collect::<Vec<_>>())).await?;
+      // An explicit list has no sizes or times yet: ask for those whose destination exists.
+      let asked: Vec<String> = entries
+        .iter()
+        .zip(&local)
+        .filter(|(e, l)| e.size.is_none() && l.is_some())
+        .map(|(e, _)| e.key.clone())
+        .collect();
+      let heads = match asked.is_empty() {
+        true => Default::default(),
+        false => or_cancelled(cancel, self.stamps_of(&request.bucket, asked)).await?,
+      };
+      let mut kept = Vec::with_capacity(entries.len());
+      for (entry, local) in entries.into_iter().zip(local) {
+        let object = match entry.size {
+          Some(size) => Some(Stamp {
+            size,
+            modified: entry.modified,
+          }),
+          None => heads.get(&entry.key).copied(),
+        };
+        match (object, local) {
+          (Some(object), Some(local)) if rule.unchanged(object, local) => {
+            progress.skip(object.size);
+            skipped.push((
+              Entry {
+                size: Some(object.size),
+                ..entry
+              },
+              SkipReason::Unchanged,
+            ));
+          }
+          _ => kept.push(entry),
+        }
+      }
+      entries = kept;
+    }
+    if dry_run && matches!(request.conflict, Conflict::Skip | Conflict::Error) {
+      let (conflict, dests) = (
+        request.conflict,
+        entries.iter().map(|e| e.dest.clone()).collect::<Vec<_>>(),
+      );
+      let exists = blocking(move || {
+        dests
+          .iter()
+          .map(|d| skips_existing(d, conflict))
+          .collect::<Result<Vec<_>>>()
+      })
+      .await?;
+      let (kept, existing): (Vec<_>, Vec<_>) = entries.into_iter().zip(exists).partition(|(_, exists)| !exists);
+      for (entry, _) in existing {
+        progress.skip(entry.size.unwrap_or(0));
+        skipped.push((entry, SkipReason::Exists));
+      }
+      entries = kept.into_iter().map(|(e, _)| e).collect();
+    }
+    let listed: u64 = entries.iter().filter_map(|e| e.size).sum();
+    progress.set_planned(entries.len() as u64, listed);
+    Ok((entries, skipped))
+  }
+
+  async fn list_download(&self, request: &DownloadRequest) -> Result<Vec<Entry>> {
     match &request.source {
       DownloadSource::Objects(objects) => Ok(
         objects
@@ -182,42 +298,37 @@ impl Engine {
             key: o.key.clone(),
             dest: o.path.clone(),
             size: None,
+            modified: None,
             etag: None,
             algorithm: None,
             expect: None,
           })
           .collect(),
       ),
-      DownloadSource::Prefix { key_prefix, local_dir } => {
-        let s3 = self.s3().await?;
-        let mut pages = s3
-          .list_objects_v2()
-          .bucket(&request.bucket)
-          .prefix(key_prefix)
-          .into_paginator()
-          .send();
+      DownloadSource::Prefix {
+        key_prefix,
+        local_dir,
+        filter,
+      } => {
         let mut entries = Vec::new();
-        loop {
-          let (page, attempts) = {
-            let _slot = self.request_slot().await;
-            counting(pages.next()).await
-          };
-          let Some(page) = page else { break };
-          let page = page.map_err(|e| {
-            Error::from_sdk("ListObjectsV2", &request.bucket, Some(key_prefix), e).after_attempts(attempts)
-          })?;
-          for obj in page.contents() {
-            let key = obj.key().unwrap_or_default();
-            if let Some(dest) = destination_for(local_dir, key_prefix, key)? {
-              entries.push(Entry {
-                key: key.to_owned(),
-                dest,
-                size: obj.size().map(|s| s.max(0) as u64),
-                etag: obj.e_tag().map(str::to_owned),
-                algorithm: obj.checksum_algorithm().iter().find_map(ChecksumAlgorithm::from_sdk),
-                expect: None,
-              });
+        for obj in self.list_objects(&request.bucket, key_prefix).await? {
+          let key = obj.key().unwrap_or_default();
+          if let Some(f) = filter {
+            if !relative_key(key_prefix, key).is_some_and(|rel| f.takes(rel)) {
+              continue;
             }
+          }
+          if let Some(dest) = destination_for(local_dir, key_prefix, key)? {
+            let stamp = Stamp::of_object(&obj);
+            entries.push(Entry {
+              key: key.to_owned(),
+              dest,
+              size: Some(stamp.size),
+              modified: stamp.modified,
+              etag: obj.e_tag().map(str::to_owned),
+              algorithm: obj.checksum_algorithm().iter().find_map(ChecksumAlgorithm::from_sdk),
+              expect: None,
+            });
           }
         }
         if let Some((first, second)) =
@@ -836,6 +947,7 @@ mod tests {
   fn duplicate_destinations_are_refused() {
     let req = DownloadRequest {
       conflict: Conflict::Overwrite,
+      skip_unchanged: None,
       bucket: "b".into(),
       source: DownloadSource::Objects(vec![
         DownloadObject {

@@ -15,6 +15,7 @@ mod client;
 pub mod config;
 mod download;
 mod error;
+mod filter;
 pub mod log;
 pub mod manifest;
 pub mod paths;
@@ -24,6 +25,7 @@ mod scheduler;
 pub mod settings;
 mod throttle;
 mod timeout;
+mod unchanged;
 mod upload;
 
 use std::time::Duration;
@@ -33,10 +35,12 @@ pub use client::Engine;
 pub use config::{ChecksumAlgorithm, ChecksumMode, ClientConfig, StaticCredentials};
 pub use download::{Conflict, DownloadObject, DownloadRequest, DownloadSource};
 pub use error::{Error, Result};
+pub use filter::{Filter, FilterRule};
 pub use progress::{Phase, Progress, ProgressSink, ProgressState, Summary};
 pub use settings::Settings;
 pub use throttle::Bandwidth;
 pub use tokio_util::sync::CancellationToken;
+pub use unchanged::SkipUnchanged;
 pub use upload::{UploadFile, UploadRequest, UploadSource};
 
 /// Coalesced progress events go out at most this often unless the request says otherwise.
@@ -109,6 +113,48 @@ impl Control {
       }),
       Err(e) => Err(e),
     }
+  }
+}
+
+/// Why a dry run would skip a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+  /// `skip_unchanged` found the destination the same.
+  Unchanged,
+  /// The destination exists and the conflict policy is `Skip`.
+  Exists,
+}
+
+/// One file of a dry run: where it would go, and whether it would be skipped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedFile {
+  /// The local file (an upload's source, a download's destination).
+  pub path: std::path::PathBuf,
+  /// The key (an upload's destination, a download's source).
+  pub key: String,
+  /// Its size, when known without a request (not for a download's explicit list).
+  pub bytes: Option<u64>,
+  /// `Some` for a file that would be skipped.
+  pub skip: Option<SkipReason>,
+}
+
+/// What a dry run resolves to: every file it would transfer or skip, sorted by key, and the call's summary
+/// (nothing transferred; what it skipped).
+#[derive(Debug, Clone)]
+pub struct Plan {
+  pub summary: Summary,
+  pub files: Vec<PlannedFile>,
+}
+
+impl Plan {
+  fn new(files: Vec<PlannedFile>, summary: Summary) -> Plan {
+    Plan { summary, files }
+  }
+
+  /// Files and bytes it would transfer (bytes of a download's explicit list are not known).
+  pub fn would_transfer(&self) -> (u64, u64) {
+    let sent = self.files.iter().filter(|f| f.skip.is_none());
+    (sent.clone().count() as u64, sent.filter_map(|f| f.bytes).sum())
   }
 }
 

@@ -1,7 +1,7 @@
 //! Upload: files up to `multipartThreshold` as one PutObject, larger ones as a multipart upload whose parts are
 //! read from disk as they are sent. A multipart upload that does not complete is aborted on the server.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -18,12 +18,14 @@ use super::cache::{cache_op, Cache, FileKey};
 use super::client::Engine;
 use super::config::{ChecksumMode, IN_MEMORY_MAX, MAX_KEY_BYTES, MAX_OBJECT_SIZE, MAX_REQUESTS_PER_FILE};
 use super::error::{Error, Result};
+use super::filter::Filter;
 use super::log::counting;
 use super::paths::folder_prefix;
 use super::positional::PositionalIo;
 use super::progress::{Phase, ProgressState};
 use super::scheduler::{blocking, joined, or_cancelled, run_jobs, spawn_abortable, Job};
-use super::{validate_bucket, Call, Control};
+use super::unchanged::{SkipUnchanged, Stamp};
+use super::{validate_bucket, Call, Control, Plan, PlannedFile, SkipReason};
 
 /// One local file and the key it goes to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,7 +48,24 @@ pub enum UploadSource {
     local_dir: PathBuf,
     /// Prepended to every relative path.
     key_prefix: String,
+    /// Only the files it takes (matched on their relative paths); others are left out, not counted.
+    filter: Option<Filter>,
+    /// Follow symlinks to files and directories (a link back to a directory being walked is skipped, so a loop
+    /// ends). Default: links are not followed and count as skipped.
+    follow_symlinks: bool,
   },
+}
+
+impl UploadSource {
+  /// Every regular file under `local_dir` at `key_prefix`, links not followed, nothing filtered.
+  pub fn directory(local_dir: impl Into<PathBuf>, key_prefix: impl Into<String>) -> UploadSource {
+    UploadSource::Directory {
+      local_dir: local_dir.into(),
+      key_prefix: key_prefix.into(),
+      filter: None,
+      follow_symlinks: false,
+    }
+  }
 }
 
 /// An upload call.
@@ -60,6 +79,8 @@ pub struct UploadRequest {
   /// (recorded in the cache) for the next upload of the same file to resume, instead of aborting it. Needs a
   /// cache. Whatever this says, an upload left by a crash is resumed when the cache has it.
   pub resumable: bool,
+  /// Skip files whose object already exists and is the same by this rule (counted as skipped).
+  pub skip_unchanged: Option<SkipUnchanged>,
 }
 
 /// A file checked and sized before any request is sent.
@@ -128,12 +149,7 @@ impl Engine {
     request.validate()?;
     let (request, control) = (&request, &control);
     let work = |progress: Arc<ProgressState>| async move {
-      let source = request.source.clone();
-      let (files, skipped) = or_cancelled(&control.cancel, blocking(move || plan(source))).await?;
-      for bytes in skipped {
-        progress.skip(bytes);
-      }
-      progress.set_planned(files.len() as u64, files.iter().map(|f| f.size).sum());
+      let (files, _unchanged) = self.prepare_upload(request, &progress, &control.cancel).await?;
       let call = Arc::new(Call {
         bucket: Arc::from(request.bucket.as_str()),
         progress,
@@ -144,6 +160,82 @@ impl Engine {
       self.upload_planned(call, files, &control.cancel).await
     };
     control.run(Phase::Uploading, work).await.map(|((), summary)| summary)
+  }
+
+  /// What `upload` would send, and would skip as unchanged, without sending it: only the listing (or the
+  /// HeadObjects) that `skip_unchanged` needs.
+  pub async fn plan_upload(self: &Arc<Self>, request: UploadRequest, control: Control) -> Result<Plan> {
+    request.validate()?;
+    let (request, control) = (&request, &control);
+    let work = |progress: Arc<ProgressState>| async move {
+      let (files, unchanged) = self.prepare_upload(request, &progress, &control.cancel).await?;
+      let item = |f: Planned, skip| PlannedFile {
+        path: f.path,
+        key: f.key,
+        bytes: Some(f.size),
+        skip,
+      };
+      let mut items: Vec<PlannedFile> = files.into_iter().map(|f| item(f, None)).collect();
+      items.extend(unchanged.into_iter().map(|f| item(f, Some(SkipReason::Unchanged))));
+      items.sort_by(|a, b| a.key.cmp(&b.key));
+      Ok(items)
+    };
+    let (files, summary) = control.run(Phase::Uploading, work).await?;
+    Ok(Plan::new(files, summary))
+  }
+
+  /// Walks or stats the source, leaves out what `skip_unchanged` finds already stored, and counts the rest as
+  /// the call's plan. Returns the files to send and those skipped as unchanged.
+  async fn prepare_upload(
+    &self,
+    request: &UploadRequest,
+    progress: &ProgressState,
+    cancel: &CancellationToken,
+  ) -> Result<(Vec<Planned>, Vec<Planned>)> {
+    let source = request.source.clone();
+    let (files, skipped) = or_cancelled(cancel, blocking(move || plan(source))).await?;
+    for bytes in skipped {
+      progress.skip(bytes);
+    }
+    let (files, unchanged) = match request.skip_unchanged {
+      None => (files, Vec::new()),
+      Some(rule) => {
+        let stored = or_cancelled(cancel, self.stored_stamps(request, &files)).await?;
+        files.into_iter().partition(|f| {
+          let local = Stamp {
+            size: f.size,
+            modified: f.modified,
+          };
+          !stored.get(&f.key).is_some_and(|object| rule.unchanged(local, *object))
+        })
+      }
+    };
+    for f in &unchanged {
+      progress.skip(f.size);
+    }
+    progress.set_planned(files.len() as u64, files.iter().map(|f| f.size).sum());
+    Ok((files, unchanged))
+  }
+
+  /// What the bucket has at the keys of `files`: one listing of the folder for a directory upload, a HeadObject
+  /// per file for an explicit list.
+  async fn stored_stamps(&self, request: &UploadRequest, files: &[Planned]) -> Result<HashMap<String, Stamp>> {
+    match &request.source {
+      UploadSource::Directory { key_prefix, .. } => {
+        let listed = self.list_objects(&request.bucket, &folder_prefix(key_prefix)).await?;
+        Ok(
+          listed
+            .iter()
+            .map(|o| (o.key().unwrap_or_default().to_owned(), Stamp::of_object(o)))
+            .collect(),
+        )
+      }
+      UploadSource::Files(_) => {
+        self
+          .stamps_of(&request.bucket, files.iter().map(|f| f.key.clone()).collect())
+          .await
+      }
+    }
   }
 
   /// The cache, when some file is large enough to need it (multipart records); opening it is otherwise skipped.
@@ -727,7 +819,12 @@ fn plan_unchecked(source: UploadSource) -> Result<(Vec<Planned>, Vec<u64>)> {
       }
       Ok((out, Vec::new()))
     }
-    UploadSource::Directory { local_dir, key_prefix } => {
+    UploadSource::Directory {
+      local_dir,
+      key_prefix,
+      filter,
+      follow_symlinks,
+    } => {
       let meta = std::fs::metadata(&local_dir).map_err(|e| Error::io("stat", &local_dir, e))?;
       if !meta.is_dir() {
         return Err(Error::io(
@@ -736,61 +833,122 @@ fn plan_unchecked(source: UploadSource) -> Result<(Vec<Planned>, Vec<u64>)> {
           std::io::Error::from(std::io::ErrorKind::NotADirectory),
         ));
       }
-      let mut out = Vec::new();
-      let mut skipped = Vec::new();
-      walk(
-        &local_dir,
-        &local_dir,
-        &folder_prefix(&key_prefix),
-        &mut out,
-        &mut skipped,
-      )?;
+      let mut walk = Walk {
+        root: &local_dir,
+        prefix: &folder_prefix(&key_prefix),
+        filter: filter.as_ref(),
+        // The directories being walked, by their real paths: a link back to one of them would loop.
+        ancestors: match follow_symlinks {
+          true => Some(vec![
+            std::fs::canonicalize(&local_dir).map_err(|e| Error::io("stat", &local_dir, e))?
+          ]),
+          false => None,
+        },
+        out: Vec::new(),
+        skipped: Vec::new(),
+      };
+      walk.dir(&local_dir)?;
+      let (mut out, skipped) = (walk.out, walk.skipped);
       out.sort_by(|a, b| a.key.cmp(&b.key));
       Ok((out, skipped))
     }
   }
 }
 
-fn walk(root: &Path, dir: &Path, prefix: &str, out: &mut Vec<Planned>, skipped: &mut Vec<u64>) -> Result<()> {
-  let entries = std::fs::read_dir(dir).map_err(|e| Error::io("read directory", dir, e))?;
-  for entry in entries {
-    let entry = entry.map_err(|e| Error::io("read directory", dir, e))?;
-    let path = entry.path();
-    let meta = std::fs::symlink_metadata(&path).map_err(|e| Error::io("stat", &path, e))?;
-    if meta.is_dir() {
-      walk(root, &path, prefix, out, skipped)?;
-    } else if meta.is_file() {
-      let rel = path.strip_prefix(root).expect("walked paths are under the root");
-      let mut key = String::from(prefix);
-      for (i, part) in rel.components().enumerate() {
-        if i > 0 {
-          key.push('/');
+/// A directory walk: its root, the key prefix and filter, and what it has found so far.
+struct Walk<'a> {
+  root: &'a Path,
+  prefix: &'a str,
+  filter: Option<&'a Filter>,
+  /// `Some` when symlinks are followed: the real paths of the directories from the root down to the current one.
+  ancestors: Option<Vec<PathBuf>>,
+  out: Vec<Planned>,
+  skipped: Vec<u64>,
+}
+
+impl Walk<'_> {
+  fn dir(&mut self, dir: &Path) -> Result<()> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io("read directory", dir, e))?;
+    for entry in entries {
+      let entry = entry.map_err(|e| Error::io("read directory", dir, e))?;
+      let path = entry.path();
+      let mut meta = std::fs::symlink_metadata(&path).map_err(|e| Error::io("stat", &path, e))?;
+      if meta.is_symlink() && self.ancestors.is_some() {
+        match std::fs::metadata(&path) {
+          Ok(target) => meta = target,
+          // A dangling link (or one we may not follow) is skipped, as links are when not followed.
+          Err(_) => {
+            self.skipped.push(0);
+            continue;
+          }
         }
-        let part = part.as_os_str().to_str().ok_or_else(|| {
-          Error::invalid_value(format!(
-            "'{}' is not valid UTF-8 and cannot be an S3 key",
-            path.display()
-          ))
-        })?;
-        key.push_str(part);
       }
-      validate_key(&key, &format!("the key for '{}'", path.display()))?;
-      out.push(Planned {
-        path,
-        key,
-        size: meta.len(),
-        modified: meta.modified().ok(),
-      });
-    } else {
-      skipped.push(0);
+      if meta.is_dir() {
+        self.subdir(&path)?;
+      } else if meta.is_file() {
+        self.file(path, &meta)?;
+      } else {
+        self.skipped.push(0);
+      }
     }
+    Ok(())
   }
-  Ok(())
+
+  fn subdir(&mut self, path: &Path) -> Result<()> {
+    let Some(ancestors) = &mut self.ancestors else {
+      return self.dir(path);
+    };
+    let real = std::fs::canonicalize(path).map_err(|e| Error::io("stat", path, e))?;
+    if ancestors.contains(&real) {
+      // A link back up the tree: following it would never end.
+      self.skipped.push(0);
+      return Ok(());
+    }
+    ancestors.push(real);
+    let walked = self.dir(path);
+    if let Some(a) = &mut self.ancestors {
+      a.pop();
+    }
+    walked
+  }
+
+  fn file(&mut self, path: PathBuf, meta: &std::fs::Metadata) -> Result<()> {
+    let rel = path.strip_prefix(self.root).expect("walked paths are under the root");
+    let mut relative = String::new();
+    let mut utf8 = true;
+    for (i, part) in rel.components().enumerate() {
+      if i > 0 {
+        relative.push('/');
+      }
+      let part = part.as_os_str();
+      utf8 &= part.to_str().is_some();
+      relative.push_str(&part.to_string_lossy());
+    }
+    if self.filter.is_some_and(|f| !f.takes(&relative)) {
+      return Ok(());
+    }
+    if !utf8 {
+      return Err(Error::invalid_value(format!(
+        "'{}' is not valid UTF-8 and cannot be an S3 key",
+        path.display()
+      )));
+    }
+    let key = format!("{}{relative}", self.prefix);
+    validate_key(&key, &format!("the key for '{}'", path.display()))?;
+    self.out.push(Planned {
+      path,
+      key,
+      size: meta.len(),
+      modified: meta.modified().ok(),
+    });
+    Ok(())
+  }
 }
 
 #[cfg(test)]
 mod tests {
   use super::*;
+  use crate::engine::FilterRule;
 
   #[test]
   fn duplicate_and_oversized_keys_are_refused_before_anything() {
@@ -807,6 +965,7 @@ mod tests {
         },
       ]),
       resumable: false,
+      skip_unchanged: None,
     };
     let e = req.validate().unwrap_err();
     assert_eq!(e.code(), "ERR_INVALID_ARG_VALUE");
@@ -819,6 +978,7 @@ mod tests {
         key: long,
       }]),
       resumable: false,
+      skip_unchanged: None,
     };
     assert!(req.validate().unwrap_err().to_string().contains("1024"));
   }
@@ -831,15 +991,82 @@ mod tests {
     std::fs::write(dir.path().join("a/b/c.txt"), b"hello").unwrap();
     std::fs::write(dir.path().join("top file.bin"), b"").unwrap();
     std::os::unix::fs::symlink("/etc", dir.path().join("link")).unwrap();
-    let (files, skipped) = plan(UploadSource::Directory {
-      local_dir: dir.path().to_owned(),
-      key_prefix: "job/".into(),
-    })
-    .unwrap();
+    let (files, skipped) = plan(UploadSource::directory(dir.path(), "job/")).unwrap();
     let keys: Vec<_> = files.iter().map(|f| f.key.as_str()).collect();
     assert_eq!(keys, ["job/a/b/c.txt", "job/top file.bin"]);
     assert_eq!(files[0].size, 5);
     assert_eq!(skipped.len(), 1);
+  }
+
+  fn keys_of(files: &[Planned]) -> Vec<&str> {
+    files.iter().map(|f| f.key.as_str()).collect()
+  }
+
+  #[test]
+  fn a_filter_leaves_files_out_by_their_relative_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    for f in [
+      ".git/objects/ab",
+      "scene.blend",
+      "tex/a.png",
+      "tex/tmp/b.png",
+      "cache.tmp",
+    ] {
+      let path = dir.path().join(f);
+      std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+      std::fs::write(path, b"x").unwrap();
+    }
+    let filter = Filter::ordered(vec![
+      FilterRule {
+        include: false,
+        pattern: ".git/*".into(),
+      },
+      FilterRule {
+        include: false,
+        pattern: "*.tmp".into(),
+      },
+    ])
+    .unwrap();
+    let source = UploadSource::Directory {
+      local_dir: dir.path().into(),
+      key_prefix: "job".into(),
+      filter: Some(filter),
+      follow_symlinks: false,
+    };
+    let (files, skipped) = plan(source).unwrap();
+    assert_eq!(
+      keys_of(&files),
+      ["job/scene.blend", "job/tex/a.png", "job/tex/tmp/b.png"]
+    );
+    assert!(skipped.is_empty(), "filtered files are not counted as skipped");
+  }
+
+  #[cfg(unix)] // creating symlinks on Windows needs a privilege
+  #[test]
+  fn followed_links_upload_what_they_point_to_and_a_loop_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let (root, outside) = (dir.path().join("job"), dir.path().join("shared"));
+    std::fs::create_dir_all(root.join("sub")).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(root.join("sub/a.txt"), b"a").unwrap();
+    std::fs::write(outside.join("lib.txt"), b"lib").unwrap();
+    std::os::unix::fs::symlink(&outside, root.join("shared")).unwrap();
+    std::os::unix::fs::symlink(outside.join("lib.txt"), root.join("lib-link.txt")).unwrap();
+    std::os::unix::fs::symlink(&root, root.join("sub/up")).unwrap(); // a loop
+    std::os::unix::fs::symlink(root.join("gone"), root.join("dangling")).unwrap();
+    let follow = |follow_symlinks| UploadSource::Directory {
+      local_dir: root.clone(),
+      key_prefix: String::new(),
+      filter: None,
+      follow_symlinks,
+    };
+    let (files, skipped) = plan(follow(true)).unwrap();
+    assert_eq!(keys_of(&files), ["lib-link.txt", "shared/lib.txt", "sub/a.txt"]);
+    assert_eq!(files[0].size, 3, "the size of what the link points to");
+    assert_eq!(skipped.len(), 2, "the loop and the dangling link");
+    let (files, skipped) = plan(follow(false)).unwrap();
+    assert_eq!(keys_of(&files), ["sub/a.txt"]);
+    assert_eq!(skipped.len(), 4, "every link, when links are not followed");
   }
 
   #[test]
@@ -861,11 +1088,7 @@ mod tests {
     assert_eq!(e.code(), "EISDIR");
     let file = dir.path().join("f");
     std::fs::write(&file, b"x").unwrap();
-    let e = plan(UploadSource::Directory {
-      local_dir: file,
-      key_prefix: String::new(),
-    })
-    .unwrap_err();
+    let e = plan(UploadSource::directory(file, "")).unwrap_err();
     assert_eq!(e.code(), "ENOTDIR");
   }
 }
