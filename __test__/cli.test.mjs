@@ -276,3 +276,69 @@ test('in a terminal (tmux): a live bar on one line, narrow terminals included, a
     tmux('kill-server')
   }
 })
+
+test('--exclude/--include in order, --dryrun, --skip-unchanged and --size-only, --follow-symlinks: round trips byte-exact', async () => {
+  const { env, flags } = await cliEnv()
+  const bucket = await makeBucket()
+  const dir = tempDir()
+  const src = path.join(dir, 'job')
+  writeTree(src, { 'scene.blend': bytes(3000, 1), 'tex/a.png': bytes(500, 2), 'tex/b.tmp': 'x', '.git/HEAD': 'ref' })
+  const filters = ['--exclude', '.git/*', '--exclude', '*.tmp']
+
+  const dry = run(['upload', ...flags, ...filters, '--dryrun', src, `s3://${bucket}/job`], env)
+  assert.equal(dry.status, 0, dry.stderr)
+  assert.deepEqual(dry.stdout.trim().split('\n'), [
+    `(dryrun) upload: ${path.join(src, 'scene.blend')} to s3://${bucket}/job/scene.blend`,
+    `(dryrun) upload: ${path.join(src, 'tex', 'a.png')} to s3://${bucket}/job/tex/a.png`,
+    'Dry run: would upload 2 files, 3.4 KiB; nothing was sent',
+  ])
+  assert.deepEqual(await listKeys(bucket), [])
+
+  const up = run(['upload', ...flags, ...filters, '--no-progress', src, `s3://${bucket}/job`], env)
+  assert.equal(up.status, 0, up.stderr)
+  assert.match(up.stdout, /^Done: 2 files, 3\.4 KiB in /)
+  assert.deepEqual((await listKeys(bucket)).sort(), ['job/scene.blend', 'job/tex/a.png'])
+
+  // Order matters: exclude everything, then take back the PNGs.
+  const out = path.join(dir, 'out')
+  const down = run(['download', ...flags, '--exclude', '*', '--include', '*.png', '--no-progress', `s3://${bucket}/job`, out], env)
+  assert.equal(down.status, 0, down.stderr)
+  assert.match(down.stdout, /^Done: 1 file, /)
+  assert.deepEqual(treeHashes(out), { 'tex/a.png': treeHashes(src)['tex/a.png'] })
+
+  // A second sync sends nothing; after an edit of another size, that file alone; --size-only ignores a touch.
+  const again = run(['upload', ...flags, ...filters, '--skip-unchanged', '--no-progress', src, `s3://${bucket}/job`], env)
+  assert.equal(again.status, 0, again.stderr)
+  assert.match(again.stdout, /^Done: 0 files, 0\.0 KiB in .*, 2 skipped \(3\.4 KiB\)/)
+  writeFileSync(path.join(src, 'tex', 'a.png'), bytes(600, 3))
+  const plan = run(['upload', ...flags, ...filters, '--skip-unchanged', '--dryrun', src, `s3://${bucket}/job`], env)
+  assert.deepEqual(plan.stdout.trim().split('\n'), [
+    `(dryrun) skip (unchanged): ${path.join(src, 'scene.blend')}`,
+    `(dryrun) upload: ${path.join(src, 'tex', 'a.png')} to s3://${bucket}/job/tex/a.png`,
+    'Dry run: would upload 1 file, 0.6 KiB; 1 skipped (2.9 KiB); nothing was sent',
+  ])
+  const sized = run(['download', ...flags, '--size-only', '--no-progress', `s3://${bucket}/job`, out], env)
+  assert.equal(sized.status, 0, sized.stderr)
+  assert.match(sized.stdout, /^Done: 1 file, .*, 1 skipped/, 'scene.blend fetched, a.png (same size) skipped')
+
+  // --json dry run: one plan line per file, then the summary.
+  const json = run(['download', ...flags, '--json', '--dryrun', `s3://${bucket}/job`, path.join(dir, 'j')], env)
+  const lines = json.stdout.trim().split('\n').map((l) => JSON.parse(l))
+  assert.deepEqual(lines.map((l) => [l.type, l.action, l.key]), [['plan', 'download', 'job/scene.blend'], ['plan', 'download', 'job/tex/a.png'], ['summary', undefined, undefined]])
+  assert.equal(lines[2].dryRun, true)
+
+  const filesWithFilter = run(['upload', ...flags, '--exclude', '*.tmp', path.join(src, 'scene.blend'), `s3://${bucket}/x/`], env)
+  assert.equal(filesWithFilter.status, 2)
+  assert.match(filesWithFilter.stderr, /--include and --exclude apply to a directory upload/)
+
+  if (process.platform !== 'win32') {
+    const { symlinkSync } = await import('node:fs')
+    writeTree(path.join(dir, 'shared'), { 'lib.png': bytes(100, 4) })
+    symlinkSync(path.join(dir, 'shared'), path.join(src, 'shared'))
+    const linked = run(['upload', ...flags, '--follow-symlinks', '--dryrun', src, `s3://${bucket}/l`], env)
+    assert.match(linked.stdout, new RegExp(`\\(dryrun\\) upload: ${path.join(src, 'shared', 'lib.png')} to s3://${bucket}/l/shared/lib.png`))
+    const unlinked = run(['upload', ...flags, '--dryrun', src, `s3://${bucket}/l`], env)
+    assert.doesNotMatch(unlinked.stdout, /lib\.png/)
+    assert.match(unlinked.stdout, /1 skipped/)
+  }
+})

@@ -146,12 +146,17 @@ async function transfer(method, opts, request, finish = (summary) => summary) {
   const controller = new AbortController()
   const onSigint = () => controller.abort(new Error('interrupted (Ctrl-C)'))
   process.on('SIGINT', onSigint)
-  // --quiet: errors only; --no-progress: the summary without progress (both for cron and CI logs).
-  const view = opts.quiet || opts.progress === false ? { update() {}, done() {} } : display(mode, direction === 'upload' ? 'upload  ' : 'download')
+  // --quiet: errors only; --no-progress: the summary without progress (both for cron and CI logs); a dry run
+  // prints its plan instead.
+  const view = opts.quiet || opts.progress === false || request.dryRun ? { update() {}, done() {} } : display(mode, direction === 'upload' ? 'upload  ' : 'download')
   try {
     const result = await client[method]({ ...request, signal: controller.signal, onProgress: (p) => view.update(p) })
     view.done()
     const summary = finish(result)
+    if (summary.plan) {
+      if (!opts.quiet) reportPlan(mode, direction, request.bucket, summary)
+      return 0
+    }
     if (!opts.quiet) report(mode, 'summary', summary)
     if (direction === 'download' && request.keyPrefix !== undefined && summary.files + summary.skippedFiles === 0) {
       const where = `s3://${request.bucket}/${request.keyPrefix}`
@@ -195,6 +200,56 @@ function report(mode, type, s) {
   )
 }
 
+/** A dry run: one line per file, as `aws s3 cp --dryrun` prints them, then what it would do in all. */
+function reportPlan(mode, direction, bucket, { plan, ...summary }) {
+  for (const f of plan) {
+    if (mode === 'json') {
+      process.stdout.write(JSON.stringify({ type: 'plan', action: f.skip ? 'skip' : direction, ...f }) + '\n')
+      continue
+    }
+    const url = `s3://${bucket}/${f.key}`
+    const [from, to] = direction === 'upload' ? [f.path, url] : [url, f.path]
+    console.log(f.skip ? `(dryrun) skip (${f.skip}): ${from}` : `(dryrun) ${direction}: ${from} to ${to}`)
+  }
+  if (mode === 'json') {
+    process.stdout.write(JSON.stringify({ type: 'summary', dryRun: true, ...summary }) + '\n')
+    return
+  }
+  const size = plan.some((f) => !f.skip && f.bytes === undefined) ? '' : `, ${fmt(summary.bytes)}`
+  console.log(
+    `Dry run: would ${direction} ${plural(summary.files, 'file')}${size}` +
+      (summary.skippedFiles ? `; ${summary.skippedFiles} skipped (${fmt(summary.skippedBytes)})` : '') +
+      '; nothing was sent',
+  )
+}
+
+/** The options that choose which files of a tree go, and which are skipped, for upload and download. */
+function selection(cmd) {
+  // --include and --exclude apply in the order given (the last that matches decides), so both go into one list.
+  const rules = []
+  const rule = (kind) => (glob) => {
+    rules.push({ [kind]: glob })
+    return rules
+  }
+  return cmd
+    .option('--exclude <glob>', 'leave out files whose relative path matches (repeatable; * also matches /)', rule('exclude'))
+    .option('--include <glob>', 'take back files an earlier --exclude left out (repeatable, in order)', rule('include'))
+    .option('--skip-unchanged', 'skip files whose destination has the same size and is not older than the source')
+    .option('--size-only', 'with --skip-unchanged semantics, compare sizes only')
+    .option('--dryrun', 'print what would be transferred (and skipped); send nothing')
+    .addOption(new Option('--dry-run').hideHelp())
+}
+
+/** The request fields `selection` gives. */
+function selected(opts) {
+  const rules = opts.include ?? opts.exclude
+  return {
+    ...(rules ? { filter: rules } : {}),
+    ...(opts.sizeOnly ? { skipUnchanged: 'size' } : opts.skipUnchanged ? { skipUnchanged: true } : {}),
+    ...(opts.dryrun || opts.dryRun ? { dryRun: true } : {}),
+  }
+}
+
 function common(cmd) {
   return cmd
     .option('--endpoint <url>', 'endpoint of an S3-compatible store, e.g. http://127.0.0.1:9000')
@@ -226,7 +281,8 @@ export function program() {
     .version(version, '-V, --version', 'print the version')
     .showHelpAfterError()
     .exitOverride()
-  common(prog.command('upload'))
+  selection(common(prog.command('upload')))
+    .option('--follow-symlinks', 'follow symlinks in a directory upload (a link back up the tree is skipped); default: links are skipped')
     .description('upload a directory (to prefix/relative path) or files (to prefix/file name; one file to a key without /)')
     .addHelpText(
       'after',
@@ -235,6 +291,8 @@ export function program() {
         'upload scene.blend tex1.png s3://jobs/job-42/     # keys job-42/scene.blend, job-42/tex1.png',
         'upload scene.blend s3://jobs/job-42/main.blend    # that key',
         'upload --max-bandwidth 10MB/s --no-progress ./bundle s3://jobs/job-42/',
+        'upload --exclude ".git/*" --exclude "*.tmp" ./bundle s3://jobs/job-42/',
+        'upload --skip-unchanged --dryrun ./bundle s3://jobs/job-42/   # what a sync would send',
       ),
     )
     .argument('<source...>', 'a directory, or one or more files, then the destination s3://bucket/prefix/')
@@ -242,20 +300,23 @@ export function program() {
       if (args.length < 2) throw new UsageError('give the source and then the destination s3://bucket/prefix/', 'upload')
       const { bucket, prefix } = s3Url(args.at(-1), 'upload', 'destination')
       const sources = args.slice(0, -1)
+      const selection = selected(opts)
       let request
       if (sources.length === 1 && statSync(sources[0], { throwIfNoEntry: false })?.isDirectory()) {
         // The library reads the prefix as a folder: s3://b/job and s3://b/job/ both give job/<relative path>.
-        request = { bucket, localDir: sources[0], keyPrefix: prefix }
+        request = { bucket, localDir: sources[0], keyPrefix: prefix, ...selection, followSymlinks: !!opts.followSymlinks }
+      } else if (selection.filter) {
+        throw new UsageError('--include and --exclude apply to a directory upload; name the files instead', 'upload')
       } else if (sources.length === 1 && prefix && !prefix.endsWith('/')) {
         // One file to a key that is not a folder: that key (as `aws s3 cp file s3://b/key`).
-        request = { bucket, files: [{ path: path.resolve(sources[0]), key: prefix }] }
+        request = { bucket, files: [{ path: path.resolve(sources[0]), key: prefix }], ...selection }
       } else {
         const folder = prefix && !prefix.endsWith('/') ? `${prefix}/` : prefix
-        request = { bucket, files: sources.map((p) => ({ path: path.resolve(p), key: folder + path.basename(p) })) }
+        request = { bucket, files: sources.map((p) => ({ path: path.resolve(p), key: folder + path.basename(p) })), ...selection }
       }
       process.exitCode = await transfer('upload', opts, request)
     })
-  common(prog.command('download'))
+  selection(common(prog.command('download')))
     .description('download every key under s3://bucket/prefix/ into a directory (s3://bucket/key: that object, into it)')
     .addHelpText(
       'after',
@@ -263,6 +324,8 @@ export function program() {
         'download s3://jobs/job-42/ ./out                  # the tree under job-42/',
         'download s3://jobs/job-42/scene.blend ./out       # ./out/scene.blend',
         'download --conflict skip --fail-on-empty s3://jobs/job-42/ ./out',
+        'download --include "*.exr" --exclude "tmp/*" s3://jobs/job-42/ ./out',
+        'download --skip-unchanged s3://jobs/job-42/ ./out    # fetch only what changed',
       ),
     )
     .argument('<source>', 's3://bucket/prefix/ (a folder), or s3://bucket/key', parseS3Url)
@@ -274,7 +337,8 @@ export function program() {
         .default('overwrite'),
     )
     .action(async ({ bucket, prefix }, localDir, opts) => {
-      process.exitCode = await transfer('download', opts, { bucket, keyPrefix: prefix, localDir, conflict: opts.conflict })
+      const request = { bucket, keyPrefix: prefix, localDir, conflict: opts.conflict, ...selected(opts) }
+      process.exitCode = await transfer('download', opts, request)
     })
   attachments(common(prog.command('upload-attachments')))
     .description('job attachments: upload every file under a directory by content (xxh128) to s3://bucket/root/Data/, skipping contents S3 already has, and write the manifest')
