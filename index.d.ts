@@ -31,7 +31,9 @@ export declare class TransferClient {
    *
    * Rejects with an `Error` whose `code` is the S3 error code (`NoSuchBucket`, `AccessDenied`, ...), a
    * Node-style code for local files (`ENOENT`, `EISDIR`, `EACCES`, with `path`), `ERR_INVALID_ARG_*` for bad
-   * input (before any request), or `ABORT_ERR` (`name: 'AbortError'`) when `signal` aborts.
+   * input (before any request), or `ABORT_ERR` (`name: 'AbortError'`) when `signal` aborts. When files fail,
+   * the error is the first failure's (code, message, key, path) and also carries `failures` (every file that
+   * failed: `FileFailure`) and `summary` (what completed).
    */
   upload(request: UploadRequest): Promise<TransferSummary>
   /**
@@ -256,6 +258,25 @@ export interface DownloadRequest {
    * would be fetched. Under `conflict: 'error'` an existing destination rejects as the download would.
    */
   dryRun?: boolean
+  /**
+   * Go on when an object fails: every other one is still downloaded, then the call rejects with all the
+   * failures (`err.failures`). Default `false`: the first failure stops the call.
+   */
+  continueOnError?: boolean
+}
+
+/** One file of a call that failed (`err.failures`). */
+export interface FileFailure {
+  /** Its key. */
+  key: string
+  /** Its local path (an upload's source, a download's destination). */
+  path: string
+  /** What `err.code` would be for it alone. */
+  code: string
+  /** What went wrong. */
+  message: string
+  /** The HTTP status, when S3 answered. */
+  statusCode?: number
 }
 
 /**
@@ -480,4 +501,9 @@ export interface UploadRequest {
    * `bytes` what would be sent. Only the requests `skipUnchanged` needs are made.
    */
   dryRun?: boolean
+  /**
+   * Go on when a file fails: every other file is still uploaded, then the call rejects with all the failures
+   * (`err.failures`). Default `false`: the first failure stops the call.
+   */
+  continueOnError?: boolean
 }

@@ -77,8 +77,8 @@ const CLIENT_OPTIONS = ['region', 'endpoint', 'forcePathStyle', 'credentials', '
 const CALL = ['bucket', 'signal', 'onProgress', 'progressIntervalMs', 'maxBandwidth']
 const FIELDS = {
   ClientOptions: CLIENT_OPTIONS,
-  UploadRequest: [...CALL, 'files', 'localDir', 'keyPrefix', 'resumable', 'filter', 'followSymlinks', 'skipUnchanged', 'dryRun'],
-  DownloadRequest: [...CALL, 'objects', 'localDir', 'keyPrefix', 'conflict', 'filter', 'skipUnchanged', 'dryRun'],
+  UploadRequest: [...CALL, 'files', 'localDir', 'keyPrefix', 'resumable', 'filter', 'followSymlinks', 'skipUnchanged', 'dryRun', 'continueOnError'],
+  DownloadRequest: [...CALL, 'objects', 'localDir', 'keyPrefix', 'conflict', 'filter', 'skipUnchanged', 'dryRun', 'continueOnError'],
   ContentAddressedUploadRequest: [...CALL, 'rootPrefix', 'localDir', 'files', 'manifestKey', 'resumable'],
   ManifestDownloadRequest: [...CALL, 'rootPrefix', 'manifest', 'manifestKey', 'localDir', 'conflict'],
   FilterSets: ['include', 'exclude'],

@@ -21,6 +21,18 @@ async function cliEnv() {
 
 const run = (args, env) => spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: env ?? process.env })
 
+/** `run` without blocking this process, for a CLI that talks to a proxy running here. */
+function runAsync(args, env) {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [CLI, ...args], { env })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d) => (stdout += d))
+    child.stderr.on('data', (d) => (stderr += d))
+    child.on('close', (status) => resolve({ status, stdout, stderr }))
+  })
+}
+
 test('--help, and bad flags or values exit 2 with a clear message', () => {
   const help = run(['--help'])
   assert.equal(help.status, 0)
@@ -342,3 +354,45 @@ test('--exclude/--include in order, --dryrun, --skip-unchanged and --size-only, 
     assert.match(unlinked.stdout, /1 skipped/)
   }
 })
+
+test('files that fail are each listed with their code, the rest transferred, exit 1; --fail-fast stops at the first', async () => {
+  const { env } = await cliEnv()
+  const { startFaultProxy } = await import('../scripts/fault-proxy.mjs')
+  const bucket = await makeBucket()
+  const dir = tempDir()
+  const src = path.join(dir, 'src')
+  writeTree(src, { 'ok-1.txt': 'one', 'ok-2.txt': 'two', 'bad-1.txt': 'x', 'bad-2.txt': 'y' })
+  const proxy = await startFaultProxy((await server()).endpoint, { faults: { error500: 1 }, maxFaultsPerRequest: Infinity, applies: (req) => req.url.includes('bad-') })
+  try {
+    const flags = ['--endpoint', proxy.endpoint, '--path-style', '--no-progress']
+    const r = await runAsync(['upload', ...flags, src, `s3://${bucket}/job/`], { ...env, S3_FERRY_CONFIG: writeConfig(dir, 'max_attempts = 1') })
+    assert.equal(r.status, 1)
+    const lines = r.stderr.trim().split('\n').filter((l) => !/Warning|node/.test(l))
+    assert.equal(lines[0], 's3-ferry: 2 files failed (2 completed):')
+    assert.match(lines[1], new RegExp(`^  InternalError: PutObject s3://${bucket}/job/bad-\\d\\.txt: InternalError`))
+    assert.match(lines[2], new RegExp(`^  InternalError: PutObject s3://${bucket}/job/bad-\\d\\.txt: InternalError`))
+    assert.deepEqual((await listKeys(bucket, 'job/')).sort(), ['job/ok-1.txt', 'job/ok-2.txt'])
+    const json = await runAsync(['upload', ...flags, '--json', src, `s3://${bucket}/j2/`], { ...env, S3_FERRY_CONFIG: writeConfig(dir, 'max_attempts = 1') })
+    const error = JSON.parse(json.stdout.trim().split('\n').at(-1))
+    assert.deepEqual([error.type, error.code, error.failures.map((f) => f.key).sort(), error.summary.files], ['error', 'InternalError', ['j2/bad-1.txt', 'j2/bad-2.txt'], 2])
+    // --fail-fast: the failing file sorts first, and one request at a time; the call stops there, so of 40 good
+    // files behind it at most the few already under way (one budget of 10 files) go up.
+    const many = path.join(dir, 'many')
+    writeTree(many, { 'a-bad-1.txt': 'x', ...Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`ok-${String(i).padStart(2, '0')}.txt`, `${i}`])) })
+    const fast = await runAsync(['upload', ...flags, '--fail-fast', '--workers', '1', '--pool', '1', many, `s3://${bucket}/j3/`], { ...env, S3_FERRY_CONFIG: writeConfig(dir, 'max_attempts = 1') })
+    assert.equal(fast.status, 1)
+    assert.match(fast.stderr, new RegExp(`s3-ferry: InternalError: PutObject s3://${bucket}/j3/a-bad-1\\.txt: InternalError`))
+    assert.ok((await listKeys(bucket, 'j3/')).length < 10, 'the call stopped at the failure')
+    const all = await runAsync(['upload', ...flags, '--workers', '1', '--pool', '1', many, `s3://${bucket}/j4/`], { ...env, S3_FERRY_CONFIG: writeConfig(dir, 'max_attempts = 1') })
+    assert.equal(all.status, 1)
+    assert.equal((await listKeys(bucket, 'j4/')).length, 40, 'without --fail-fast every other file goes up')
+  } finally {
+    await proxy.close()
+  }
+})
+
+function writeConfig(dir, line) {
+  const file = path.join(dir, 'ferry.ini')
+  writeFileSync(file, `[settings]\n${line}\n`)
+  return file
+}

@@ -8,7 +8,8 @@ import path from 'node:path'
 import { test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { TransferClient, upload } from '../index.js'
-import { clientOptions, listKeys, makeBucket, server, tempDir, writeTree } from './helpers.mjs'
+import { startFaultProxy } from '../scripts/fault-proxy.mjs'
+import { allFiles, bytes, clientOptions, listKeys, makeBucket, server, tempDir, treeHashes, writeTree } from './helpers.mjs'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 
@@ -334,4 +335,55 @@ test('no credentials anywhere: ERR_CREDENTIALS, without stalling on instance met
   const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', env, timeout: 60_000 })
   assert.equal(r.status, 0, r.stderr)
   assert.deepEqual(JSON.parse(r.stdout.trim()), { code: 'ERR_CREDENTIALS' })
+})
+
+test('a many-file call that fails names every failed file and what completed; continueOnError moves the rest', async () => {
+  const bucket = await makeBucket()
+  const dir = tempDir()
+  const src = path.join(dir, 'src')
+  const files = {}
+  for (let i = 0; i < 12; i++) files[`f${i}.bin`] = bytes(1000 + i, i)
+  for (let i = 0; i < 3; i++) files[`bad-${i}.bin`] = bytes(500 + i, 50 + i)
+  writeTree(src, files)
+  // Every request for a bad-* key gets a 500, on every attempt.
+  const proxy = await startFaultProxy((await server()).endpoint, { faults: { error500: 1 }, maxFaultsPerRequest: Infinity, applies: (req) => req.url.includes('bad-') })
+  try {
+    const client = new TransferClient(await clientOptions({ endpoint: proxy.endpoint, maxAttempts: 2 }))
+    const checkFailure = (f, prefix, dir) => {
+      assert.match(f.key, new RegExp(`^${prefix}bad-\\d\\.bin$`))
+      assert.equal(f.path, path.join(dir, f.key.slice(prefix.length)))
+      assert.equal(f.code, 'InternalError')
+      assert.equal(f.statusCode, 500)
+      assert.match(f.message, /InternalError/)
+    }
+    // Default: the first failure stops the call; the error is that failure's, and says what completed.
+    const stopped = await client.upload({ bucket, localDir: src, keyPrefix: 'a' }).then(() => assert.fail('resolved'), (e) => e)
+    assert.equal(stopped.code, 'InternalError')
+    assert.ok(stopped.failures.length >= 1 && stopped.failures.length <= 3, JSON.stringify(stopped.failures))
+    for (const f of stopped.failures) checkFailure(f, 'a/', src)
+    assert.equal(stopped.key, stopped.failures[0].key)
+    assert.equal(stopped.summary.files, (await listKeys(bucket, 'a/')).length)
+
+    // continueOnError: every other file goes up; the error lists exactly the three.
+    const partial = await client.upload({ bucket, localDir: src, keyPrefix: 'b', continueOnError: true }).then(() => assert.fail('resolved'), (e) => e)
+    assert.deepEqual(partial.failures.map((f) => f.key).sort(), ['b/bad-0.bin', 'b/bad-1.bin', 'b/bad-2.bin'])
+    for (const f of partial.failures) checkFailure(f, 'b/', src)
+    assert.match(partial.message, /\(and 2 more files failed\)$/)
+    assert.equal(partial.summary.files, 12)
+    assert.deepEqual((await listKeys(bucket, 'b/')).sort(), Object.keys(files).filter((n) => !n.startsWith('bad')).map((n) => `b/${n}`).sort())
+
+    // The same for a download: the good objects land whole, the failed ones leave nothing (no temporary files).
+    await new TransferClient(await clientOptions()).upload({ bucket, localDir: src, keyPrefix: 'c' })
+    const out = path.join(dir, 'out')
+    const down = await client.download({ bucket, keyPrefix: 'c', localDir: out, continueOnError: true }).then(() => assert.fail('resolved'), (e) => e)
+    assert.deepEqual(down.failures.map((f) => f.key).sort(), ['c/bad-0.bin', 'c/bad-1.bin', 'c/bad-2.bin'])
+    for (const f of down.failures) checkFailure(f, 'c/', out)
+    assert.equal(down.summary.files, 12)
+    const good = treeHashes(src)
+    for (const n of Object.keys(good)) if (n.startsWith('bad')) delete good[n]
+    assert.deepEqual(treeHashes(out), good)
+    assert.deepEqual(allFiles(out), Object.keys(good).sort(), 'nothing else in the destination')
+  } finally {
+    await proxy.close()
+  }
 })

@@ -59,6 +59,9 @@ function s3Url(text, command, role) {
   }
 }
 
+/** Failed files listed one per line on a terminal; --json lists them all. */
+const MAX_FAILURES_SHOWN = 50
+
 const plural = (n, word) => `${n} ${word}${n === 1 ? '' : 's'}`
 
 const fmt = (n) => (n >= 1024 ** 3 ? `${(n / 1024 ** 3).toFixed(2)} GiB` : n >= 1024 ** 2 ? `${(n / 1024 ** 2).toFixed(1)} MiB` : `${(n / 1024).toFixed(1)} KiB`)
@@ -150,7 +153,9 @@ async function transfer(method, opts, request, finish = (summary) => summary) {
   // prints its plan instead.
   const view = opts.quiet || opts.progress === false || request.dryRun ? { update() {}, done() {} } : display(mode, direction === 'upload' ? 'upload  ' : 'download')
   try {
-    const result = await client[method]({ ...request, signal: controller.signal, onProgress: (p) => view.update(p) })
+    // Like the AWS CLI, a file that fails does not stop the others (unless --fail-fast); all are listed at the end.
+    const keepGoing = ['upload', 'download'].includes(method) && !opts.failFast ? { continueOnError: true } : {}
+    const result = await client[method]({ ...request, ...keepGoing, signal: controller.signal, onProgress: (p) => view.update(p) })
     view.done()
     const summary = finish(result)
     if (summary.plan) {
@@ -173,8 +178,20 @@ async function transfer(method, opts, request, finish = (summary) => summary) {
       if (!opts.quiet) report(mode, 'aborted', e.summary)
       return 130
     }
-    if (mode === 'json') process.stdout.write(JSON.stringify({ type: 'error', code: e.code, message: e.message }) + '\n')
-    else console.error(`s3-ferry: ${e.code ?? 'ERROR'}: ${e.message}`)
+    if (mode === 'json') {
+      const detail = e.failures ? { failures: e.failures, summary: e.summary } : {}
+      process.stdout.write(JSON.stringify({ type: 'error', code: e.code, message: e.message, ...detail }) + '\n')
+      return 1
+    }
+    if (e.failures?.length > 1) {
+      // Every file that failed, each on its own line, and what completed.
+      const shown = e.failures.slice(0, MAX_FAILURES_SHOWN)
+      console.error(`s3-ferry: ${plural(e.failures.length, 'file')} failed (${e.summary?.files ?? 0} completed):`)
+      for (const f of shown) console.error(`  ${f.code}: ${f.message}`)
+      if (e.failures.length > shown.length) console.error(`  ... and ${e.failures.length - shown.length} more (--json lists them all)`)
+    } else {
+      console.error(`s3-ferry: ${e.code ?? 'ERROR'}: ${e.message}`)
+    }
     return 1
   } finally {
     process.off('SIGINT', onSigint)
@@ -237,6 +254,7 @@ function selection(cmd) {
     .option('--skip-unchanged', 'skip files whose destination has the same size and is not older than the source')
     .option('--size-only', 'with --skip-unchanged semantics, compare sizes only')
     .option('--dryrun', 'print what would be transferred (and skipped); send nothing')
+    .option('--fail-fast', 'stop at the first file that fails (default: go on, then list every failure and exit 1)')
     .addOption(new Option('--dry-run').hideHelp())
 }
 

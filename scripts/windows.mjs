@@ -49,6 +49,7 @@ const TEST_FILES = [
   'integrity',
   'attachments',
   'errors',
+  'selection',
   'logging',
   'module',
 ].map((name) => `__test__/${name}.test.mjs`)

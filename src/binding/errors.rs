@@ -1,12 +1,29 @@
 //! Engine errors → JavaScript `Error` objects with a stable `code` and the bucket, key, path and HTTP status
 //! they concern. Bad-argument errors are `TypeError`s, as Node's own `ERR_INVALID_ARG_*` are; a cancel is an
-//! `AbortError` carrying the summary of what completed before it.
+//! `AbortError` carrying the summary of what completed before it; a call whose files failed carries every
+//! failure (`failures`) and the summary of what completed.
 
 use napi::bindgen_prelude::*;
 use napi::{JsTypeError, Status};
+use napi_derive::napi;
 
 use super::TransferSummary;
 use crate::engine::Error;
+
+/// One file of a call that failed (`err.failures`).
+#[napi(object, object_from_js = false)]
+pub struct FileFailure {
+  /// Its key.
+  pub key: String,
+  /// Its local path (an upload's source, a download's destination).
+  pub path: String,
+  /// What `err.code` would be for it alone.
+  pub code: String,
+  /// What went wrong.
+  pub message: String,
+  /// The HTTP status, when S3 answered.
+  pub status_code: Option<u32>,
+}
 
 /// Builds the JavaScript error for `e` and wraps it so napi throws or rejects with exactly that object.
 pub fn to_js_error(env: &Env, e: &Error) -> napi::Error {
@@ -19,18 +36,32 @@ pub fn to_js_error(env: &Env, e: &Error) -> napi::Error {
 
 fn build<'env>(env: &'env Env, e: &Error) -> Result<Object<'env>> {
   let message = e.to_string();
-  let mut obj = if matches!(e, Error::InvalidArgument { .. }) {
+  let mut obj = if matches!(e.first(), Error::InvalidArgument { .. }) {
     let raw = unsafe { JsTypeError::from(napi::Error::new(Status::InvalidArg, message)).into_value(env.raw()) };
     Object::from_raw(env.raw(), raw)
   } else {
     env.create_error(napi::Error::new(Status::GenericFailure, message))?
   };
   obj.set("code", e.code())?;
-  if let Error::Cancelled { summary } = e {
+  if e.is_cancelled() {
     obj.set("name", "AbortError")?;
-    if let Some(summary) = summary {
-      obj.set("summary", TransferSummary::from(*summary))?;
-    }
+  }
+  if let Some(summary) = e.summary() {
+    obj.set("summary", TransferSummary::from(*summary))?;
+  }
+  if !e.failures().is_empty() {
+    let failures: Vec<FileFailure> = e
+      .failures()
+      .iter()
+      .map(|f| FileFailure {
+        key: f.key.clone(),
+        path: f.path.to_string_lossy().into_owned(),
+        code: f.error.code(),
+        message: f.error.to_string(),
+        status_code: f.error.status_code().map(u32::from),
+      })
+      .collect();
+    obj.set("failures", failures)?;
   }
   if let Some(bucket) = e.bucket() {
     obj.set("bucket", bucket)?;

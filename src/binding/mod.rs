@@ -206,7 +206,9 @@ impl TransferClient {
   ///
   /// Rejects with an `Error` whose `code` is the S3 error code (`NoSuchBucket`, `AccessDenied`, ...), a
   /// Node-style code for local files (`ENOENT`, `EISDIR`, `EACCES`, with `path`), `ERR_INVALID_ARG_*` for bad
-  /// input (before any request), or `ABORT_ERR` (`name: 'AbortError'`) when `signal` aborts.
+  /// input (before any request), or `ABORT_ERR` (`name: 'AbortError'`) when `signal` aborts. When files fail,
+  /// the error is the first failure's (code, message, key, path) and also carries `failures` (every file that
+  /// failed: `FileFailure`) and `summary` (what completed).
   #[napi]
   pub fn upload<'env>(&self, env: &'env Env, request: UploadRequest) -> Result<PromiseRaw<'env, TransferSummary>> {
     upload_on(env, self.engine.clone(), request)

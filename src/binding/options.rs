@@ -250,6 +250,9 @@ pub struct UploadRequest {
   /// Send nothing: resolve with `plan`, what would be uploaded (and skipped as unchanged), with `files` and
   /// `bytes` what would be sent. Only the requests `skipUnchanged` needs are made.
   pub dry_run: Option<bool>,
+  /// Go on when a file fails: every other file is still uploaded, then the call rejects with all the failures
+  /// (`err.failures`). Default `false`: the first failure stops the call.
+  pub continue_on_error: Option<bool>,
 }
 
 /// What to download: `objects`, or `keyPrefix` + `localDir`.
@@ -290,6 +293,9 @@ pub struct DownloadRequest {
   /// Fetch nothing: resolve with `plan`, what would be downloaded (and skipped), with `files` and `bytes` what
   /// would be fetched. Under `conflict: 'error'` an existing destination rejects as the download would.
   pub dry_run: Option<bool>,
+  /// Go on when an object fails: every other one is still downloaded, then the call rejects with all the
+  /// failures (`err.failures`). Default `false`: the first failure stops the call.
+  pub continue_on_error: Option<bool>,
 }
 
 /// What `uploadContentAddressed` uploads: every file under `localDir` (or the `files` given, inside it).
@@ -517,6 +523,7 @@ impl CallRequest for UploadRequest {
       source,
       resumable: self.resumable.unwrap_or(false),
       skip_unchanged: skip_unchanged(self.skip_unchanged.take())?,
+      continue_on_error: self.continue_on_error.unwrap_or(false),
     };
     request.validate()?;
     Ok(request)
@@ -556,6 +563,7 @@ impl CallRequest for DownloadRequest {
       source,
       conflict: conflict(self.conflict.take()),
       skip_unchanged: skip_unchanged(self.skip_unchanged.take())?,
+      continue_on_error: self.continue_on_error.unwrap_or(false),
     };
     request.validate()?;
     Ok(request)

@@ -270,6 +270,7 @@ impl Engine {
       throttle: self.throttle_for(control),
       cache: cache.clone(),
       keep_failed_uploads: request.resumable,
+      keep_going: false,
     });
     Box::pin(self.upload_planned(call, uploads, cancel)).await?;
     if let (Some(c), false) = (&cache, uploaded_keys.is_empty()) {
@@ -394,7 +395,7 @@ impl Engine {
           }
         })
         .collect();
-      let call = Call::download(&request.bucket, progress.clone(), self.throttle_for(control));
+      let call = Call::download(&request.bucket, progress.clone(), self.throttle_for(control), false);
       let root = Some(Arc::new(request.local_dir.clone()));
       // Under `overwrite`, every file fetched is now at its destination with the manifest's content and mtime:
       // the cache learns their hashes, so the next download of this manifest skips them without reading them.

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::checksum::{self, FullObjectChecksum, RangeDigest};
 use super::client::Engine;
 use super::config::{ChecksumAlgorithm, IN_MEMORY_MAX, MAX_REQUESTS_PER_FILE};
-use super::error::{Error, Result};
+use super::error::{Error, FileId, Result};
 use super::filter::Filter;
 use super::log::counting;
 use super::paths::{check_contained, conflicting_destinations, copy_name, destination_for, relative_key, TempFile};
@@ -93,6 +93,8 @@ pub struct DownloadRequest {
   pub conflict: Conflict,
   /// Skip objects whose destination file exists and is the same by this rule (counted as skipped).
   pub skip_unchanged: Option<SkipUnchanged>,
+  /// An object that fails does not stop the others: the call goes on and then fails with every failure.
+  pub continue_on_error: bool,
 }
 
 impl DownloadRequest {
@@ -180,7 +182,12 @@ impl Engine {
       let (entries, _skipped) = self
         .prepare_download(request, &progress, false, &control.cancel)
         .await?;
-      let call = Call::download(&request.bucket, progress, self.throttle_for(control));
+      let call = Call::download(
+        &request.bucket,
+        progress,
+        self.throttle_for(control),
+        request.continue_on_error,
+      );
       let root = match &request.source {
         DownloadSource::Prefix { local_dir, .. } => Some(Arc::new(local_dir.clone())),
         DownloadSource::Objects(_) => None,
@@ -371,6 +378,7 @@ impl Engine {
         let (engine, call, dirs, budget, root) =
           (self.clone(), call.clone(), dirs.clone(), budget.clone(), root.clone());
         Job {
+          file: FileId::new(entry.key.clone(), entry.dest.clone()),
           weight,
           run: move |stop: CancellationToken, slots: usize| async move {
             let fallback = entry
@@ -406,7 +414,8 @@ impl Engine {
         }
       })
       .collect();
-    run_jobs(jobs, budget, cancel).await
+    let keep_going = call.keep_going;
+    run_jobs(jobs, budget, cancel, keep_going).await
   }
 
   /// Fetches one object into place. `Ok(false)`: skipped, its destination exists and the policy is `Skip`.
@@ -948,6 +957,7 @@ mod tests {
     let req = DownloadRequest {
       conflict: Conflict::Overwrite,
       skip_unchanged: None,
+      continue_on_error: false,
       bucket: "b".into(),
       source: DownloadSource::Objects(vec![
         DownloadObject {

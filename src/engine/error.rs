@@ -171,6 +171,43 @@ pub enum Error {
     /// What completed before the cancel.
     summary: Option<Summary>,
   },
+
+  /// Files of a call failed: every one, in the order they failed (never empty). The call's code, message, key
+  /// and path are the first failure's.
+  #[error("{}{}", failures[0].error, match failures.len() { 1 => String::new(), n => format!(" (and {} more file{} failed)", n - 1, if n == 2 { "" } else { "s" }) })]
+  Files {
+    /// Every file that failed.
+    failures: Vec<FileFailure>,
+    /// What completed.
+    summary: Option<Summary>,
+  },
+}
+
+/// Which file a job moves: its key and its local path.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FileId {
+  pub key: String,
+  pub path: PathBuf,
+}
+
+impl FileId {
+  pub fn new(key: impl Into<String>, path: impl Into<PathBuf>) -> FileId {
+    FileId {
+      key: key.into(),
+      path: path.into(),
+    }
+  }
+}
+
+/// One file that failed, and why.
+#[derive(Debug)]
+pub struct FileFailure {
+  /// Its key.
+  pub key: String,
+  /// Its local path.
+  pub path: PathBuf,
+  /// What went wrong.
+  pub error: Error,
 }
 
 impl Error {
@@ -190,6 +227,31 @@ impl Error {
       Error::BodyInterrupted { .. } => "ERR_NETWORK".to_owned(),
       Error::AbortFailed { source, .. } => source.code(),
       Error::Cancelled { .. } => "ABORT_ERR".to_owned(),
+      Error::Files { failures, .. } => failures[0].error.code(),
+    }
+  }
+
+  /// The error itself, or for `Files` the first failure's.
+  pub fn first(&self) -> &Error {
+    match self {
+      Error::Files { failures, .. } => &failures[0].error,
+      e => e,
+    }
+  }
+
+  /// Every file that failed, for a call whose files failed.
+  pub fn failures(&self) -> &[FileFailure] {
+    match self {
+      Error::Files { failures, .. } => failures,
+      _ => &[],
+    }
+  }
+
+  /// What completed, for a cancelled call or one whose files failed.
+  pub fn summary(&self) -> Option<&Summary> {
+    match self {
+      Error::Cancelled { summary } | Error::Files { summary, .. } => summary.as_ref(),
+      _ => None,
     }
   }
 
@@ -285,6 +347,7 @@ impl Error {
     match self {
       Error::S3 { attempts, .. } if *attempts > 0 => Some(*attempts),
       Error::AbortFailed { source, .. } => source.attempts(),
+      Error::Files { failures, .. } => failures[0].error.attempts(),
       _ => None,
     }
   }
@@ -298,6 +361,7 @@ impl Error {
       | Error::ChecksumMismatch { bucket, .. }
       | Error::BodyInterrupted { bucket, .. } => Some(bucket),
       Error::AbortFailed { bucket, .. } => Some(bucket),
+      Error::Files { failures, .. } => failures[0].error.bucket(),
       _ => None,
     }
   }
@@ -313,6 +377,7 @@ impl Error {
       | Error::DestinationConflict { second: key, .. }
       | Error::BodyInterrupted { key, .. } => Some(key),
       Error::AbortFailed { key, .. } => Some(key),
+      Error::Files { failures, .. } => failures[0].error.key().or(Some(&failures[0].key)),
       _ => None,
     }
   }
@@ -325,6 +390,7 @@ impl Error {
       | Error::DestinationExists { path }
       | Error::DestinationConflict { path, .. } => Some(path),
       Error::AbortFailed { source, .. } => source.path(),
+      Error::Files { failures, .. } => failures[0].error.path().or(Some(&failures[0].path)),
       _ => None,
     }
   }
@@ -335,6 +401,7 @@ impl Error {
       Error::S3 { status_code, .. } => *status_code,
       Error::ObjectChanged { .. } => Some(412),
       Error::AbortFailed { source, .. } => source.status_code(),
+      Error::Files { failures, .. } => failures[0].error.status_code(),
       _ => None,
     }
   }
@@ -343,6 +410,7 @@ impl Error {
   pub fn remaining_upload_id(&self) -> Option<&str> {
     match self {
       Error::AbortFailed { upload_id, .. } => Some(upload_id),
+      Error::Files { failures, .. } => failures[0].error.remaining_upload_id(),
       _ => None,
     }
   }

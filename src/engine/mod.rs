@@ -34,7 +34,7 @@ pub use attachments::{data_key, AttachmentDownload, AttachmentUpload, Attachment
 pub use client::Engine;
 pub use config::{ChecksumAlgorithm, ChecksumMode, ClientConfig, StaticCredentials};
 pub use download::{Conflict, DownloadObject, DownloadRequest, DownloadSource};
-pub use error::{Error, Result};
+pub use error::{Error, FileFailure, Result};
 pub use filter::{Filter, FilterRule};
 pub use progress::{Phase, Progress, ProgressSink, ProgressState, Summary};
 pub use settings::Settings;
@@ -95,7 +95,8 @@ impl Control {
     Ok((out.expect("set when the work succeeded"), summary))
   }
 
-  /// The call's outcome: its summary, or its error; a cancellation carries what completed before it.
+  /// The call's outcome: its summary, or its error; a cancellation, and a call whose files failed, carry what
+  /// completed.
   fn finish(&self, result: Result<()>, state: &ProgressState) -> Result<Summary> {
     let s = state.summary();
     match &result {
@@ -109,6 +110,10 @@ impl Control {
     match result {
       Ok(()) => Ok(state.summary()),
       Err(Error::Cancelled { .. }) => Err(Error::Cancelled {
+        summary: Some(state.summary()),
+      }),
+      Err(Error::Files { failures, .. }) => Err(Error::Files {
+        failures,
         summary: Some(state.summary()),
       }),
       Err(e) => Err(e),
@@ -168,6 +173,8 @@ struct Call {
   cache: Option<std::sync::Arc<cache::Cache>>,
   /// A multipart upload that fails (not cancelled) stays on the server, recorded, for the next call to resume.
   keep_failed_uploads: bool,
+  /// A file that fails does not stop the others; the call fails at the end with every failure.
+  keep_going: bool,
 }
 
 impl Call {
@@ -176,6 +183,7 @@ impl Call {
     bucket: &str,
     progress: std::sync::Arc<ProgressState>,
     throttle: Option<std::sync::Arc<Bandwidth>>,
+    keep_going: bool,
   ) -> std::sync::Arc<Call> {
     std::sync::Arc::new(Call {
       bucket: std::sync::Arc::from(bucket),
@@ -183,6 +191,7 @@ impl Call {
       throttle,
       cache: None,
       keep_failed_uploads: false,
+      keep_going,
     })
   }
 }

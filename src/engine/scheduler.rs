@@ -1,5 +1,6 @@
-//! Runs the files of one call concurrently within a request budget, stops everything at the first failure or
-//! at cancellation, and waits for every file task to finish its own clean-up before returning.
+//! Runs the files of one call concurrently within a request budget, stops everything at the first failure (or
+//! goes on to the end, when asked) or at cancellation, and waits for every file task to finish its own clean-up
+//! before returning. Every file that failed is reported, with its key and path.
 //!
 //! The budget is `workers × MAX_REQUESTS_PER_FILE` request slots. A file takes as many slots as requests it
 //! will keep in flight: 1 for a file sent or fetched in one request, up to 10 for a multipart file. So a job of
@@ -15,7 +16,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::{JoinError, JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use super::error::{Error, Result};
+use super::error::{Error, FileFailure, FileId, Result};
 
 /// A spawned task that is aborted when its handle is dropped, so dropping a future that owns in-flight part
 /// requests really stops them (a plain `JoinHandle` would let them run on in the background).
@@ -52,8 +53,9 @@ pub(crate) fn joined<T>(r: Result<Result<T>, JoinError>) -> Result<T> {
   }
 }
 
-/// One unit of work and the request slots it needs.
+/// One unit of work: the file it moves, the request slots it needs, and the work.
 pub(crate) struct Job<F> {
+  pub file: FileId,
   pub weight: usize,
   pub run: F,
 }
@@ -61,12 +63,15 @@ pub(crate) struct Job<F> {
 /// Runs every job, at most `budget` slots' worth at a time, in order of arrival (the semaphore is fair, so a
 /// big file is not starved by the small ones behind it).
 ///
-/// Each job gets the number of slots it holds and a token cancelled when the caller cancels or when another job fails; it must stop promptly on
-/// it and clean up what it started. Returns the first failure, else `Cancelled` if `cancel` fired, else `Ok`.
+/// Each job gets the number of slots it holds and a token cancelled when the caller cancels or (unless
+/// `keep_going`) when another job fails; it must stop promptly on it and clean up what it started. Returns
+/// `Error::Files` with every job that failed (in the order they failed; siblings stopped by the first are not
+/// failures), else `Cancelled` if `cancel` fired, else `Ok`.
 pub(crate) async fn run_jobs<F, Fut>(
   jobs: impl IntoIterator<Item = Job<F>>,
   budget: Arc<Semaphore>,
   cancel: &CancellationToken,
+  keep_going: bool,
 ) -> Result<()>
 where
   F: FnOnce(CancellationToken, usize) -> Fut,
@@ -75,13 +80,24 @@ where
   let stop = cancel.child_token();
   let total = budget.available_permits().max(1);
   let mut tasks = JoinSet::new();
-  let mut failure: Option<Error> = None;
-  let note = |r: Result<()>, failure: &mut Option<Error>| {
-    if let Err(e) = r {
-      // Cancellations caused by a sibling's failure are not news; the first real failure is.
-      if !e.is_cancelled() && failure.is_none() {
-        *failure = Some(e);
-      }
+  let mut failures: Vec<FileFailure> = Vec::new();
+  let note = |r: std::result::Result<(FileId, Result<()>), JoinError>, failures: &mut Vec<FileFailure>| {
+    let (file, error) = match r {
+      Ok((_, Ok(()))) => return,
+      Ok((file, Err(e))) => (Some(file), e),
+      Err(e) => (None, joined::<()>(Err(e)).expect_err("a join error is an error")),
+    };
+    // Cancellations caused by a sibling's failure (or by the caller) are not failures.
+    if error.is_cancelled() {
+      return;
+    }
+    let file = file.unwrap_or_default();
+    failures.push(FileFailure {
+      key: file.key,
+      path: file.path,
+      error,
+    });
+    if !keep_going {
       stop.cancel();
     }
   };
@@ -93,27 +109,31 @@ where
       p = budget.clone().acquire_many_owned(weight) => p.expect("the budget semaphore is never closed"),
     };
     while let Some(r) = tasks.try_join_next() {
-      note(joined(r), &mut failure);
+      note(r, &mut failures);
     }
     if stop.is_cancelled() {
       break;
     }
     // The scheduler, not the job, holds the slots until the job's future is done.
     let fut = (job.run)(stop.clone(), weight as usize);
+    let file = job.file;
     tasks.spawn(async move {
       let _held: OwnedSemaphorePermit = permit;
-      fut.await
+      (file, fut.await)
     });
   }
   // Jobs observe `stop` and clean up before finishing; wait for all of them so nothing is left running or
   // half-written when the call settles.
   while let Some(r) = tasks.join_next().await {
-    note(joined(r), &mut failure);
+    note(r, &mut failures);
   }
-  match failure {
-    Some(e) => Err(e),
-    None if cancel.is_cancelled() => Err(Error::Cancelled { summary: None }),
-    None => Ok(()),
+  match failures.is_empty() {
+    false => Err(Error::Files {
+      failures,
+      summary: None,
+    }),
+    true if cancel.is_cancelled() => Err(Error::Cancelled { summary: None }),
+    true => Ok(()),
   }
 }
 
@@ -145,6 +165,7 @@ mod tests {
     let jobs = (0..200).map(|_| {
       let (peak, live) = (peak.clone(), live.clone());
       Job {
+        file: FileId::default(),
         weight: 1,
         run: move |_stop: CancellationToken, _slots: usize| async move {
           let n = live.fetch_add(1, SeqCst) + 1;
@@ -155,13 +176,16 @@ mod tests {
         },
       }
     });
-    run_jobs(jobs, budget.clone(), &CancellationToken::new()).await.unwrap();
+    run_jobs(jobs, budget.clone(), &CancellationToken::new(), false)
+      .await
+      .unwrap();
     assert_eq!(peak.load(SeqCst), 50, "one-request files use the whole budget");
 
     peak.store(0, SeqCst);
     let jobs = (0..20).map(|_| {
       let (peak, live) = (peak.clone(), live.clone());
       Job {
+        file: FileId::default(),
         weight: 10,
         run: move |_stop: CancellationToken, _slots: usize| async move {
           let n = live.fetch_add(1, SeqCst) + 1;
@@ -172,7 +196,7 @@ mod tests {
         },
       }
     });
-    run_jobs(jobs, budget, &CancellationToken::new()).await.unwrap();
+    run_jobs(jobs, budget, &CancellationToken::new(), false).await.unwrap();
     assert_eq!(peak.load(SeqCst), 5, "ten-request files: workers (5) at a time");
   }
 
@@ -184,6 +208,7 @@ mod tests {
     let jobs = (0..100).map(|i| {
       let (started, cleaned) = (started.clone(), cleaned.clone());
       Job {
+        file: FileId::new(format!("k{i}"), format!("/d/f{i}")),
         weight: 1,
         run: move |stop: CancellationToken, _slots: usize| async move {
           started.fetch_add(1, SeqCst);
@@ -200,14 +225,56 @@ mod tests {
         },
       }
     });
-    let err = run_jobs(jobs, budget, &CancellationToken::new()).await.unwrap_err();
+    let err = run_jobs(jobs, budget, &CancellationToken::new(), false)
+      .await
+      .unwrap_err();
     assert_eq!(err.to_string(), "boom");
+    let Error::Files { failures, .. } = &err else {
+      panic!("{err:?}")
+    };
+    assert_eq!(failures.len(), 1, "siblings stopped by the failure are not failures");
+    assert_eq!(
+      (failures[0].key.as_str(), failures[0].path.to_str()),
+      ("k2", Some("/d/f2"))
+    );
     assert!(started.load(SeqCst) < 10, "queued jobs never start");
     assert_eq!(
       cleaned.load(SeqCst),
       started.load(SeqCst) - 1,
       "every started job finished its clean-up"
     );
+  }
+
+  #[tokio::test]
+  async fn keep_going_runs_every_job_and_reports_every_failure() {
+    let done = Arc::new(AtomicUsize::new(0));
+    let jobs = (0..20).map(|i| {
+      let done = done.clone();
+      Job {
+        file: FileId::new(format!("k{i}"), format!("f{i}")),
+        weight: 1,
+        run: move |_stop: CancellationToken, _slots: usize| async move {
+          tokio::time::sleep(Duration::from_millis(2)).await;
+          if i % 7 == 3 {
+            return Err(Error::invalid_value(format!("bad {i}")));
+          }
+          done.fetch_add(1, SeqCst);
+          Ok(())
+        },
+      }
+    });
+    let err = run_jobs(jobs, Arc::new(Semaphore::new(4)), &CancellationToken::new(), true)
+      .await
+      .unwrap_err();
+    assert_eq!(done.load(SeqCst), 17, "every other job ran");
+    let Error::Files { failures, .. } = &err else {
+      panic!("{err:?}")
+    };
+    let mut keys: Vec<_> = failures.iter().map(|f| f.key.as_str()).collect();
+    keys.sort();
+    assert_eq!(keys, ["k10", "k17", "k3"]);
+    assert_eq!(err.code(), "ERR_INVALID_ARG_VALUE", "the first failure's code");
+    assert!(err.to_string().ends_with("(and 2 more files failed)"), "{err}");
   }
 
   #[tokio::test]
@@ -219,6 +286,7 @@ mod tests {
       c.cancel();
     });
     let jobs = (0..10).map(|_| Job {
+      file: FileId::default(),
       weight: 1,
       run: |stop: CancellationToken, _slots: usize| async move {
         or_cancelled(&stop, async {
@@ -229,7 +297,9 @@ mod tests {
       },
     });
     let t = std::time::Instant::now();
-    let err = run_jobs(jobs, Arc::new(Semaphore::new(50)), &cancel).await.unwrap_err();
+    let err = run_jobs(jobs, Arc::new(Semaphore::new(50)), &cancel, false)
+      .await
+      .unwrap_err();
     assert!(err.is_cancelled());
     assert!(t.elapsed() < Duration::from_secs(5));
   }

@@ -17,7 +17,7 @@ use super::body::{FileRange, FileStamp};
 use super::cache::{cache_op, Cache, FileKey};
 use super::client::Engine;
 use super::config::{ChecksumMode, IN_MEMORY_MAX, MAX_KEY_BYTES, MAX_OBJECT_SIZE, MAX_REQUESTS_PER_FILE};
-use super::error::{Error, Result};
+use super::error::{Error, FileId, Result};
 use super::filter::Filter;
 use super::log::counting;
 use super::paths::folder_prefix;
@@ -81,6 +81,8 @@ pub struct UploadRequest {
   pub resumable: bool,
   /// Skip files whose object already exists and is the same by this rule (counted as skipped).
   pub skip_unchanged: Option<SkipUnchanged>,
+  /// A file that fails does not stop the others: the call goes on and then fails with every failure.
+  pub continue_on_error: bool,
 }
 
 /// A file checked and sized before any request is sent.
@@ -156,6 +158,7 @@ impl Engine {
         throttle: self.throttle_for(control),
         cache: self.cache_for(&files).await,
         keep_failed_uploads: request.resumable,
+        keep_going: request.continue_on_error,
       });
       self.upload_planned(call, files, &control.cancel).await
     };
@@ -265,6 +268,7 @@ impl Engine {
       };
       let (engine, call) = (self.clone(), call.clone());
       Job {
+        file: FileId::new(file.key.clone(), file.path.clone()),
         weight,
         run: move |stop: CancellationToken, _slots: usize| async move {
           if multipart {
@@ -295,7 +299,7 @@ impl Engine {
         },
       }
     });
-    run_jobs(jobs, budget, cancel).await
+    run_jobs(jobs, budget, cancel, call.keep_going).await
   }
 
   /// One PutObject. `stamp`: the file's, when the body reads it from disk as it goes (a change found there is
@@ -966,6 +970,7 @@ mod tests {
       ]),
       resumable: false,
       skip_unchanged: None,
+      continue_on_error: false,
     };
     let e = req.validate().unwrap_err();
     assert_eq!(e.code(), "ERR_INVALID_ARG_VALUE");
@@ -979,6 +984,7 @@ mod tests {
       }]),
       resumable: false,
       skip_unchanged: None,
+      continue_on_error: false,
     };
     assert!(req.validate().unwrap_err().to_string().contains("1024"));
   }
