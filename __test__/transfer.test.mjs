@@ -211,3 +211,17 @@ test('a name as long as the file system allows (255 bytes) downloads: its tempor
   assert.equal(down.files, 2)
   assert.deepEqual(treeHashes(path.join(dir, 'out')), treeHashes(path.join(dir, 'src')))
 })
+
+test('keys XML cannot carry (U+0001-U+001F, U+FFFE), and spaces, + and % round-trip through a prefix download', async () => {
+  const client = new TransferClient(await clientOptions())
+  const bucket = await makeBucket()
+  const dir = tempDir()
+  // Control characters cannot be in Windows file names; the listing's encoding is the same there.
+  const names = ['sp ace+plus%25.txt', 'é\uFFFE.txt', ...(process.platform === 'win32' ? [] : ['a\u0001b.txt', 'tab\there\u001f.txt'])]
+  writeTree(path.join(dir, 'src'), Object.fromEntries(names.map((n, i) => [n, bytes(100 + i, i)])))
+  const up = await client.upload({ bucket, localDir: path.join(dir, 'src'), keyPrefix: 'odd' })
+  assert.equal(up.files, names.length)
+  const down = await client.download({ bucket, keyPrefix: 'odd', localDir: path.join(dir, 'out') })
+  assert.equal(down.files, names.length)
+  assert.deepEqual(treeHashes(path.join(dir, 'out')), treeHashes(path.join(dir, 'src')))
+})

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::SystemTime;
 
-use aws_sdk_s3::types::Object;
+use aws_sdk_s3::types::{EncodingType, Object};
 use futures_util::{stream, StreamExt, TryStreamExt};
 
 use super::client::Engine;
@@ -72,12 +72,16 @@ fn whole_seconds(t: SystemTime) -> i64 {
 
 impl Engine {
   /// Every object whose key starts with `prefix` (ListObjectsV2, paged), each page taking a slot of the pool.
+  /// Keys are asked for URL-encoded (`encoding-type=url`, as boto3 and the AWS CLI ask): XML 1.0 cannot carry
+  /// U+0001-U+001F or U+FFFE, so a raw listing garbles such keys; they are decoded here when the server says it
+  /// encoded them.
   pub(super) async fn list_objects(&self, bucket: &str, prefix: &str) -> Result<Vec<Object>> {
     let s3 = self.s3().await?;
     let mut pages = s3
       .list_objects_v2()
       .bucket(bucket)
       .prefix(prefix)
+      .encoding_type(EncodingType::Url)
       .into_paginator()
       .send();
     let mut objects = Vec::new();
@@ -89,7 +93,14 @@ impl Engine {
       let Some(page) = page else { break };
       let page =
         page.map_err(|e| Error::from_sdk("ListObjectsV2", bucket, Some(prefix), e).after_attempts(attempts))?;
-      objects.extend(page.contents().iter().cloned());
+      let encoded = page.encoding_type() == Some(&EncodingType::Url);
+      for obj in page.contents() {
+        let mut obj = obj.clone();
+        if encoded {
+          obj.key = obj.key.as_deref().map(url_decoded);
+        }
+        objects.push(obj);
+      }
     }
     Ok(objects)
   }
@@ -117,6 +128,17 @@ impl Engine {
       .try_collect()
       .await?;
     Ok(found.into_iter().flatten().collect())
+  }
+}
+
+/// A key from a listing with `encoding-type=url`: `+` is a space, `%XX` a byte (a literal `+` comes as `%2B`).
+/// A key that does not decode to UTF-8 (no conforming server sends one) is kept as listed; fetching it then
+/// fails with the server's `NoSuchKey`.
+fn url_decoded(key: &str) -> String {
+  let spaced = key.replace('+', " ");
+  match percent_encoding::percent_decode_str(&spaced).decode_utf8() {
+    Ok(k) => k.into_owned(),
+    Err(_) => key.to_owned(),
   }
 }
 
@@ -174,6 +196,19 @@ mod tests {
   fn size_only_ignores_times() {
     assert!(SkipUnchanged::Size.unchanged(at(500, 0), at(100, 0)));
     assert!(!SkipUnchanged::Size.unchanged(at(100, 0), Stamp { size: 9, ..at(100, 0) }));
+  }
+
+  #[test]
+  fn listed_keys_are_url_decoded() {
+    assert_eq!(url_decoded("p/a%01b.txt"), "p/a\u{1}b.txt");
+    assert_eq!(url_decoded("p/sp+ace%2Bplus%25.txt"), "p/sp ace+plus%.txt");
+    assert_eq!(url_decoded("p/%C3%A9%EF%BF%BE"), "p/é\u{FFFE}");
+    assert_eq!(url_decoded("plain/key"), "plain/key");
+    assert_eq!(
+      url_decoded("bad%FF"),
+      "bad%FF",
+      "not UTF-8 once decoded: kept as listed"
+    );
   }
 
   #[test]
