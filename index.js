@@ -109,11 +109,29 @@ function unknownFilterName(filter) {
   return null
 }
 
+/** ERR_INVALID_ARG_TYPE for a `files` / `objects` entry of the wrong type (null, a hole in a sparse array). */
+function badEntry(request, kinds) {
+  const strings = kinds.includes('ContentAddressedUploadRequest')
+  for (const field of ['files', 'objects']) {
+    const list = request[field]
+    if (!Array.isArray(list)) continue
+    for (let i = 0; i < list.length; i++) {
+      const entry = list[i]
+      const ok = strings ? typeof entry === 'string' : entry !== null && typeof entry === 'object'
+      if (!ok) {
+        const want = strings ? 'a path string' : field === 'files' ? 'an object { path, key }' : 'an object { key, path }'
+        return argTypeError(`${field}[${i}] must be ${want}, got ${entry === null ? 'null' : typeof entry}`)
+      }
+    }
+  }
+  return null
+}
+
 function run(call, request, kinds) {
   if (request === null || typeof request !== 'object') {
     return Promise.reject(argTypeError(`the request must be an object, got ${request === null ? 'null' : typeof request}`))
   }
-  const unknown = unknownName(request, kinds, 'the request') || unknownFilterName(request.filter)
+  const unknown = unknownName(request, kinds, 'the request') || unknownFilterName(request.filter) || badEntry(request, kinds)
   if (unknown) return Promise.reject(unknown)
   const { signal, onProgress } = request
   if (signal != null && !(signal instanceof AbortSignal)) {
@@ -131,15 +149,21 @@ function run(call, request, kinds) {
   signal?.addEventListener('abort', onAbort, { once: true })
   let callbackError
   let callbackThrew = false
+  const callbackFailed = (e) => {
+    if (callbackThrew) return
+    callbackThrew = true
+    callbackError = e
+    inner.abort(e)
+  }
   if (onProgress) {
     forwarded.onProgress = (progress) => {
       if (callbackThrew) return
       try {
-        onProgress(progress)
+        // An async callback that rejects counts as one that throws (never an unhandled rejection).
+        const returned = onProgress(progress)
+        if (returned && typeof returned.then === 'function') returned.then(undefined, callbackFailed)
       } catch (e) {
-        callbackThrew = true
-        callbackError = e
-        inner.abort(e)
+        callbackFailed(e)
       }
     }
   }

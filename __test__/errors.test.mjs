@@ -240,9 +240,57 @@ test('bad options and requests: coded errors before any request is sent', async 
     await assert.rejects(client.download({ bucket: 'b', objects: [{ key: 'a', path: f }, { key: 'b', path: f }] }), value)
     await assert.rejects(client.download({ bucket: 'b' }), value)
     await assert.rejects(upload({ ...base, partSize: 3, bucket: 'b', localDir: dir }), value)
+
+    // Values that reach request headers, and ranges from every source (a config file too), are checked here,
+    // not left to panic inside the SDK or overflow the engine's arithmetic.
+    assert.throws(() => new TransferClient({ ...base, region: 'us-east\u0001' }), (e) => value(e) && /^region must be/.test(e.message))
+    assert.throws(() => new TransferClient({ ...base, credentials: { accessKeyId: 'a\nb', secretAccessKey: 'c' } }), (e) => value(e) && /credentials\.accessKeyId must be printable ASCII/.test(e.message))
+    assert.throws(() => new TransferClient({ ...base, credentials: { accessKeyId: 'a', secretAccessKey: 'c', sessionToken: 'x\ry' } }), (e) => value(e) && /credentials\.sessionToken/.test(e.message) && !/x\ry/.test(e.message))
+    const ini = (line) => {
+      const file = path.join(dir, `c${Math.random()}.ini`)
+      writeFileSync(file, `[settings]\n${line}\n`)
+      return file
+    }
+    assert.throws(() => new TransferClient({ ...base, configFile: ini('s3_max_pool_connections = 2305843009213693952') }), (e) => value(e) && e.message === 'maxPoolConnections must be a positive integer up to 10000, got 2305843009213693952')
+    assert.throws(() => new TransferClient({ ...base, configFile: ini('read_timeout_ms = 18446744073709551615') }), (e) => value(e) && /^readTimeoutMs must be a positive integer up to 3600000/.test(e.message))
+    assert.throws(() => new TransferClient({ ...base, configFile: ini('max_attempts = 4294967296') }), (e) => value(e) && /^maxAttempts must be a positive integer up to 100/.test(e.message))
+    assert.throws(() => new TransferClient({ ...base, configFile: ini('s3_max_bandwidth = 18446744073709551615') }), (e) => value(e) && /^maxBandwidth/.test(e.message))
+
+    // Entries of the wrong type, NUL in paths, and bucket names that are paths.
+    await assert.rejects(client.upload({ bucket: 'b', files: [null] }), (e) => type(e) && e.message === 'files[0] must be an object { path, key }, got null')
+    // eslint-disable-next-line no-sparse-arrays
+    await assert.rejects(client.upload({ bucket: 'b', files: [, { path: f, key: 'k' }] }), (e) => type(e) && /files\[0\] must be an object/.test(e.message))
+    await assert.rejects(client.download({ bucket: 'b', objects: [null] }), (e) => type(e) && /objects\[0\]/.test(e.message))
+    await assert.rejects(client.uploadContentAddressed({ bucket: 'b', rootPrefix: 'r', localDir: dir, files: [7] }), (e) => type(e) && /files\[0\] must be a path string/.test(e.message))
+    await assert.rejects(client.upload({ bucket: 'b', localDir: `${dir}\0x` }), (e) => value(e) && /localDir contains a NUL/.test(e.message))
+    await assert.rejects(client.download({ bucket: 'b', objects: [{ key: 'k', path: `${dir}/a\0b` }] }), (e) => value(e) && /objects\[0\]\.path contains a NUL/.test(e.message))
+    for (const bucket of ['.', '..']) {
+      await assert.rejects(client.upload({ bucket, files: [{ path: f, key: 'k' }] }), (e) => value(e) && e.message === `bucket '${bucket}' is not a valid bucket name`)
+    }
     assert.equal(counting.count(), 0, 'no connection was made')
   } finally {
     await counting.close()
+  }
+})
+
+test('an async onProgress that rejects cancels the transfer and the call rejects with its error (no unhandled rejection)', async () => {
+  const client = new TransferClient(await clientOptions())
+  const bucket = await makeBucket()
+  const dir = tempDir()
+  writeTree(dir, Object.fromEntries(Array.from({ length: 30 }, (_, i) => [`f${i}.bin`, bytes(50_000, i)])))
+  const unhandled = []
+  const onUnhandled = (e) => unhandled.push(e)
+  process.on('unhandledRejection', onUnhandled)
+  try {
+    const boom = new Error('the UI went away')
+    const e = await client
+      .upload({ bucket, localDir: dir, progressIntervalMs: 0, onProgress: async () => { throw boom } })
+      .then(() => assert.fail('resolved'), (e) => e)
+    assert.equal(e, boom)
+    await new Promise((r) => setTimeout(r, 50))
+    assert.deepEqual(unhandled, [])
+  } finally {
+    process.off('unhandledRejection', onUnhandled)
   }
 })
 

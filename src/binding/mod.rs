@@ -10,8 +10,10 @@ mod runtime;
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 
+use futures_util::FutureExt;
 use napi::bindgen_prelude::*;
 use napi::threadsafe_function::ThreadsafeFunctionCallMode;
 use napi_derive::napi;
@@ -477,7 +479,11 @@ where
   } = setup;
   env.spawn_future_with_callback(
     async move {
-      let result = call(control).await;
+      // A panic in the engine or the SDK (a bug) rejects this call with ERR_INTERNAL; the process goes on.
+      let result = match AssertUnwindSafe(call(control)).catch_unwind().await {
+        Ok(result) => result,
+        Err(payload) => Err(engine::Error::from_panic(&*payload)),
+      };
       if let (Ok(out), Some(callback)) = (&result, &callback) {
         let summary = out.summary();
         let last = TransferProgress {

@@ -23,7 +23,7 @@ use super::paths::{conflicting_destinations, destination_for};
 use super::progress::{Phase, ProgressState, Summary};
 use super::scheduler::{blocking, or_cancelled};
 use super::upload::{plan, validate_key, Planned, UploadFile, UploadSource};
-use super::{validate_bucket, Call, Control};
+use super::{validate_bucket, validate_path, Call, Control};
 
 /// A content-addressed upload.
 #[derive(Debug, Clone)]
@@ -89,9 +89,7 @@ impl AttachmentUpload {
   /// Checks everything that can be checked without the file system.
   pub fn validate(&self) -> Result<()> {
     validate_bucket(&self.bucket)?;
-    if self.local_dir.as_os_str().is_empty() {
-      return Err(Error::invalid_value("localDir must not be empty"));
-    }
+    validate_path(&self.local_dir, "localDir")?;
     if let Some(key) = &self.manifest_key {
       validate_key(key, "manifestKey")?;
     }
@@ -106,9 +104,7 @@ impl AttachmentDownload {
   /// Checks everything that can be checked without a request: the manifest itself when it is given.
   pub fn validate(&self) -> Result<()> {
     validate_bucket(&self.bucket)?;
-    if self.local_dir.as_os_str().is_empty() {
-      return Err(Error::invalid_value("localDir must not be empty"));
-    }
+    validate_path(&self.local_dir, "localDir")?;
     match &self.manifest {
       ManifestSource::Text(text) => self.plan(text).map(|_| ()),
       ManifestSource::Key(key) => validate_key(key, "manifestKey"),

@@ -97,6 +97,26 @@ impl std::fmt::Debug for StaticCredentials {
   }
 }
 
+/// Largest pool, worker count and multiplier: far past any useful value, far below what the request semaphore
+/// and the arithmetic on them can hold.
+pub const MAX_COUNT: u64 = 10_000;
+/// Largest `maxAttempts`.
+pub const MAX_ATTEMPTS: u64 = 100;
+/// Longest connect and read timeout: an hour.
+pub const MAX_TIMEOUT_MS: u64 = 3_600_000;
+/// Largest `maxBandwidth`: the largest integer a JavaScript number holds exactly (about 9 PB/s).
+pub const MAX_BANDWIDTH: u64 = (1 << 53) - 1;
+
+/// `value`, when given, is between 1 and `max`; the error names the option and the value.
+fn in_range(name: &str, value: Option<u64>, max: u64) -> Result<()> {
+  match value {
+    Some(v) if v == 0 || v > max => Err(Error::invalid_value(format!(
+      "{name} must be a positive integer up to {max}, got {v}"
+    ))),
+    _ => Ok(()),
+  }
+}
+
 /// Everything a client is built from. `Default` gives the documented defaults.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ClientConfig {
@@ -166,18 +186,30 @@ impl Default for ClientConfig {
 impl ClientConfig {
   /// Checks every value; the error names the option and the value.
   pub fn validate(&self) -> Result<()> {
-    if self.max_pool_connections == 0 {
-      return Err(Error::invalid_value(
-        "maxPoolConnections must be a positive integer, got 0",
-      ));
+    // Every source (options, the config file, code) ends here, so the ranges are enforced here: a pool of
+    // 2^61 would overflow the request semaphore, a timeout of 2^64 ms the clock's arithmetic.
+    let counts = [
+      ("maxPoolConnections", Some(self.max_pool_connections as u64)),
+      ("uploadWorkers", self.upload_workers.map(|w| w as u64)),
+      ("downloadWorkers", self.download_workers.map(|w| w as u64)),
+      (
+        "smallFileThresholdMultiplier",
+        Some(self.small_file_threshold_multiplier as u64),
+      ),
+    ];
+    for (name, value) in counts {
+      in_range(name, value, MAX_COUNT)?;
     }
-    if self.upload_workers == Some(0) {
-      return Err(Error::invalid_value("uploadWorkers must be a positive integer, got 0"));
-    }
-    if self.download_workers == Some(0) {
-      return Err(Error::invalid_value(
-        "downloadWorkers must be a positive integer, got 0",
-      ));
+    in_range("maxAttempts", Some(u64::from(self.max_attempts)), MAX_ATTEMPTS)?;
+    in_range("connectTimeoutMs", Some(self.connect_timeout_ms), MAX_TIMEOUT_MS)?;
+    in_range("readTimeoutMs", Some(self.read_timeout_ms), MAX_TIMEOUT_MS)?;
+    in_range("maxBandwidth", self.max_bandwidth, MAX_BANDWIDTH)?;
+    if let Some(region) = &self.region {
+      if region.is_empty() || !region.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Error::invalid_value(format!(
+          "region must be letters, digits and punctuation (no spaces or control characters), got {region:?}"
+        )));
+      }
     }
     if !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&self.part_size) {
       return Err(Error::invalid_value(format!(
@@ -191,19 +223,6 @@ impl ClientConfig {
         self.multipart_threshold
       )));
     }
-    if self.small_file_threshold_multiplier == 0 {
-      return Err(Error::invalid_value(
-        "smallFileThresholdMultiplier must be a positive integer, got 0",
-      ));
-    }
-    if self.max_bandwidth == Some(0) {
-      return Err(Error::invalid_value(
-        "maxBandwidth must be a positive number of bytes per second, got 0",
-      ));
-    }
-    if self.max_attempts == 0 {
-      return Err(Error::invalid_value("maxAttempts must be a positive integer, got 0"));
-    }
     if let Some(endpoint) = &self.endpoint {
       if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
         return Err(Error::invalid_value(format!(
@@ -216,6 +235,20 @@ impl ClientConfig {
         return Err(Error::invalid_value(
           "credentials need a non-empty accessKeyId and secretAccessKey",
         ));
+      }
+      // They go into request headers (the signature's scope, the session token header): a control character
+      // there makes the request unbuildable. The values are never echoed.
+      let fields = [
+        ("accessKeyId", Some(&c.access_key_id)),
+        ("secretAccessKey", Some(&c.secret_access_key)),
+        ("sessionToken", c.session_token.as_ref()),
+      ];
+      for (name, value) in fields {
+        if value.is_some_and(|v| !v.bytes().all(|b| b.is_ascii_graphic())) {
+          return Err(Error::invalid_value(format!(
+            "credentials.{name} must be printable ASCII without spaces (it has a space, a control or a non-ASCII character)"
+          )));
+        }
       }
     }
     Ok(())
@@ -316,6 +349,55 @@ mod tests {
     };
     assert!(bad.validate().unwrap_err().to_string().contains("endpoint"));
     assert!(ClientConfig::default().validate().is_ok());
+  }
+
+  #[test]
+  fn ranges_hold_for_every_source() {
+    let bad = [
+      ClientConfig {
+        max_pool_connections: 1 << 61,
+        ..Default::default()
+      },
+      ClientConfig {
+        read_timeout_ms: u64::MAX,
+        ..Default::default()
+      },
+      ClientConfig {
+        max_attempts: u32::MAX,
+        ..Default::default()
+      },
+      ClientConfig {
+        max_bandwidth: Some(u64::MAX),
+        ..Default::default()
+      },
+      ClientConfig {
+        download_workers: Some(10_001),
+        ..Default::default()
+      },
+    ];
+    for config in bad {
+      let e = config.validate().unwrap_err();
+      assert_eq!(e.code(), "ERR_INVALID_ARG_VALUE");
+      assert!(e.to_string().contains("must be a positive integer up to"), "{e}");
+    }
+    let region = ClientConfig {
+      region: Some("eu\u{7}".into()),
+      ..Default::default()
+    };
+    assert!(region.validate().unwrap_err().to_string().starts_with("region must be"));
+    let secret = ClientConfig {
+      credentials: Some(StaticCredentials {
+        access_key_id: "AKIA".into(),
+        secret_access_key: "sec ret".into(),
+        session_token: None,
+      }),
+      ..Default::default()
+    };
+    let e = secret.validate().unwrap_err().to_string();
+    assert!(
+      e.starts_with("credentials.secretAccessKey must be") && !e.contains("sec ret"),
+      "{e}"
+    );
   }
 
   #[test]

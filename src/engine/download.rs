@@ -25,7 +25,7 @@ use super::positional::PositionalIo;
 use super::progress::{Phase, ProgressState, RangeProgress};
 use super::scheduler::{blocking, joined, or_cancelled, run_jobs, spawn_abortable, Job};
 use super::unchanged::{local_stamp, SkipUnchanged, Stamp};
-use super::{validate_bucket, Call, Control, Plan, PlannedFile, SkipReason};
+use super::{validate_bucket, validate_path, Call, Control, Plan, PlannedFile, SkipReason};
 
 /// Bytes gathered from the network before one positional write to disk.
 const WRITE_BATCH: usize = 1024 * 1024;
@@ -108,9 +108,7 @@ impl DownloadRequest {
           if o.key.is_empty() {
             return Err(Error::invalid_value(format!("objects[{i}].key must not be empty")));
           }
-          if o.path.as_os_str().is_empty() {
-            return Err(Error::invalid_value(format!("objects[{i}].path must not be empty")));
-          }
+          validate_path(&o.path, &format!("objects[{i}].path"))?;
           if !seen.insert(o.path.as_path()) {
             return Err(Error::invalid_value(format!(
               "objects[{i}].path '{}' appears more than once in the request",
@@ -119,11 +117,7 @@ impl DownloadRequest {
           }
         }
       }
-      DownloadSource::Prefix { local_dir, .. } => {
-        if local_dir.as_os_str().is_empty() {
-          return Err(Error::invalid_value("localDir must not be empty"));
-        }
-      }
+      DownloadSource::Prefix { local_dir, .. } => validate_path(local_dir, "localDir")?,
     }
     Ok(())
   }

@@ -165,6 +165,13 @@ pub enum Error {
     upload_id: String,
   },
 
+  /// A bug: a panic inside the engine or the AWS SDK, caught and turned into an error so the process goes on.
+  #[error("internal error: {message} (a bug in s3-ferry or the AWS SDK; please report it)")]
+  Internal {
+    /// The panic's message.
+    message: String,
+  },
+
   /// The transfer was cancelled. `summary` says what completed before.
   #[error("the transfer was aborted")]
   Cancelled {
@@ -227,6 +234,7 @@ impl Error {
       Error::BodyInterrupted { .. } => "ERR_NETWORK".to_owned(),
       Error::AbortFailed { source, .. } => source.code(),
       Error::Cancelled { .. } => "ABORT_ERR".to_owned(),
+      Error::Internal { .. } => "ERR_INTERNAL".to_owned(),
       Error::Files { failures, .. } => failures[0].error.code(),
     }
   }
@@ -266,6 +274,16 @@ impl Error {
   /// Whether this is a cancellation (as opposed to a failure).
   pub fn is_cancelled(&self) -> bool {
     matches!(self, Error::Cancelled { .. })
+  }
+
+  /// A caught panic, with its message when it has one.
+  pub fn from_panic(payload: &(dyn std::any::Any + Send)) -> Self {
+    let message = payload
+      .downcast_ref::<&str>()
+      .map(|s| (*s).to_owned())
+      .or_else(|| payload.downcast_ref::<String>().cloned())
+      .unwrap_or_else(|| "a panic".to_owned());
+    Error::Internal { message }
   }
 
   pub(crate) fn invalid_value(message: impl Into<String>) -> Self {

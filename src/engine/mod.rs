@@ -196,12 +196,27 @@ impl Call {
   }
 }
 
+/// A local path from a request: not empty, and without NUL (which no file system takes, and which would
+/// otherwise surface as an `EIO` from the first `stat`).
+fn validate_path(path: &std::path::Path, what: &str) -> Result<()> {
+  if path.as_os_str().is_empty() {
+    return Err(Error::invalid_value(format!("{what} must not be empty")));
+  }
+  if path.as_os_str().as_encoded_bytes().contains(&0) {
+    return Err(Error::invalid_value(format!(
+      "{what} contains a NUL character, which no file name can: {:?}",
+      path.display().to_string()
+    )));
+  }
+  Ok(())
+}
+
 /// S3 bucket names are 3-63 characters; S3-compatible stores are laxer, so only what can never work is refused.
 fn validate_bucket(bucket: &str) -> Result<()> {
   if bucket.is_empty() {
     return Err(Error::invalid_value("bucket must be a non-empty string"));
   }
-  if bucket.contains('/') || bucket.len() > 255 {
+  if bucket.contains('/') || bucket.len() > 255 || bucket == "." || bucket == ".." {
     return Err(Error::invalid_value(format!(
       "bucket '{bucket}' is not a valid bucket name"
     )));

@@ -8,10 +8,12 @@
 //! big files are limited to `workers` at a time with 10 parts each, as in the original system.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use futures_util::FutureExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::{JoinError, JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
@@ -45,11 +47,10 @@ pub(crate) fn joined<T>(r: Result<Result<T>, JoinError>) -> Result<T> {
   match r {
     Ok(r) => r,
     Err(e) if e.is_cancelled() => Err(Error::Cancelled { summary: None }),
-    Err(e) => Err(Error::Io {
-      op: "run task",
-      path: Default::default(),
-      source: std::io::Error::other(e.to_string()),
-    }),
+    Err(e) => match e.try_into_panic() {
+      Ok(payload) => Err(Error::from_panic(&*payload)),
+      Err(e) => Err(Error::Internal { message: e.to_string() }),
+    },
   }
 }
 
@@ -119,7 +120,12 @@ where
     let file = job.file;
     tasks.spawn(async move {
       let _held: OwnedSemaphorePermit = permit;
-      (file, fut.await)
+      // A panic (a bug) fails this file with ERR_INTERNAL, naming it, instead of losing which file it was.
+      let result = match AssertUnwindSafe(fut).catch_unwind().await {
+        Ok(result) => result,
+        Err(payload) => Err(Error::from_panic(&*payload)),
+      };
+      (file, result)
     });
   }
   // Jobs observe `stop` and clean up before finishing; wait for all of them so nothing is left running or
@@ -275,6 +281,26 @@ mod tests {
     assert_eq!(keys, ["k10", "k17", "k3"]);
     assert_eq!(err.code(), "ERR_INVALID_ARG_VALUE", "the first failure's code");
     assert!(err.to_string().ends_with("(and 2 more files failed)"), "{err}");
+  }
+
+  #[tokio::test]
+  async fn a_panicking_job_is_an_internal_error_not_a_crash() {
+    let jobs = (0..3).map(|i| Job {
+      file: FileId::new(format!("k{i}"), "p"),
+      weight: 1,
+      run: move |_stop: CancellationToken, _slots: usize| async move {
+        if i == 1 {
+          panic!("a bug in job {i}");
+        }
+        Ok(())
+      },
+    });
+    let err = run_jobs(jobs, Arc::new(Semaphore::new(4)), &CancellationToken::new(), true)
+      .await
+      .unwrap_err();
+    assert_eq!(err.code(), "ERR_INTERNAL");
+    assert_eq!(err.key(), Some("k1"));
+    assert!(err.to_string().starts_with("internal error: a bug in job 1"), "{err}");
   }
 
   #[tokio::test]

@@ -25,7 +25,7 @@ use super::positional::PositionalIo;
 use super::progress::{Phase, ProgressState};
 use super::scheduler::{blocking, joined, or_cancelled, run_jobs, spawn_abortable, Job};
 use super::unchanged::{SkipUnchanged, Stamp};
-use super::{validate_bucket, Call, Control, Plan, PlannedFile, SkipReason};
+use super::{validate_bucket, validate_path, Call, Control, Plan, PlannedFile, SkipReason};
 
 /// One local file and the key it goes to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,9 +102,7 @@ impl UploadRequest {
       UploadSource::Files(files) => {
         let mut seen = HashSet::with_capacity(files.len());
         for (i, f) in files.iter().enumerate() {
-          if f.path.as_os_str().is_empty() {
-            return Err(Error::invalid_value(format!("files[{i}].path must not be empty")));
-          }
+          validate_path(&f.path, &format!("files[{i}].path"))?;
           validate_key(&f.key, &format!("files[{i}].key"))?;
           if !seen.insert(f.key.as_str()) {
             return Err(Error::invalid_value(format!(
@@ -114,11 +112,7 @@ impl UploadRequest {
           }
         }
       }
-      UploadSource::Directory { local_dir, .. } => {
-        if local_dir.as_os_str().is_empty() {
-          return Err(Error::invalid_value("localDir must not be empty"));
-        }
-      }
+      UploadSource::Directory { local_dir, .. } => validate_path(local_dir, "localDir")?,
     }
     Ok(())
   }
