@@ -274,6 +274,12 @@ test('bad manifests and paths are refused before any request', async () => {
       { code: 'ERR_INVALID_ARG_VALUE', message: /not inside localDir/ },
     )
     await assert.rejects(client.uploadContentAddressed({ bucket: 'b', rootPrefix: 'r', localDir: path.join(dest, 'missing') }), { code: 'ENOENT' })
+    // No files: Deadline Cloud cannot decode a manifest with "paths":[], so none is made.
+    const empty = tempDir('empty')
+    await assert.rejects(client.uploadContentAddressed({ bucket: 'b', rootPrefix: 'r', localDir: empty }), {
+      code: 'ERR_INVALID_ARG_VALUE',
+      message: `'${empty}' has no files to upload: a job attachments manifest must list at least one file`,
+    })
     assert.equal(proxy.stats.requests, 0)
     assert.ok(!existsSync(path.join(dest, 'escape')))
   } finally {

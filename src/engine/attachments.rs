@@ -179,6 +179,13 @@ impl Engine {
     for bytes in skipped {
       progress.skip(bytes);
     }
+    if files.is_empty() {
+      // Deadline Cloud refuses to decode a manifest whose `paths` is empty, so a job would fail on its workers.
+      return Err(Error::invalid_value(format!(
+        "'{}' has no files to upload: a job attachments manifest must list at least one file",
+        request.local_dir.display()
+      )));
+    }
     progress.set_planned(files.len() as u64, files.iter().map(|f| f.size).sum());
     let cache = self.cache().await;
 

@@ -172,11 +172,15 @@ pub fn time_from_micros(micros: i64) -> SystemTime {
   }
 }
 
-/// A modification time in manifest microseconds (before the epoch: negative).
+/// A modification time in manifest microseconds, rounded down as Deadline Cloud's `st_mtime_ns // 1000` rounds
+/// (before the epoch: negative, and a sub-microsecond part takes it one further from zero).
 pub fn mtime_micros(t: SystemTime) -> i64 {
   match t.duration_since(UNIX_EPOCH) {
     Ok(d) => d.as_micros() as i64,
-    Err(e) => -(e.duration().as_micros() as i64),
+    Err(e) => {
+      let d = e.duration();
+      -(d.as_micros() as i64) - i64::from(d.as_nanos() % 1000 != 0)
+    }
   }
 }
 
@@ -197,6 +201,17 @@ mod tests {
   /// path.encode("utf-16_be"), from the same entries (given here out of order). The emoji sorts before U+FF5E
   /// in UTF-16 (a surrogate, 0xD83D) though after it in UTF-8: the case a UTF-8 sort gets wrong.
   const FIXTURE: &str = r#"{"hashAlg":"xxh128","manifestVersion":"2023-03-03","paths":[{"hash":"00000000000000000000000000000002","mtime":4,"path":"Z/upper.txt","size":4},{"hash":"00000000000000000000000000000001","mtime":3,"path":"a \"quoted\" \\name\t.txt","size":3},{"hash":"df8d09e93f874900a99b8775cc15b6c7","mtime":1700000000123456,"path":"scenes/shot_010.blend","size":11},{"hash":"99aa06d3014798d86001c324468d497f","mtime":1700000001000000,"path":"tex/caf\u00e9.png","size":0},{"hash":"fedcba9876543210fedcba9876543210","mtime":2,"path":"tex/\ud83d\ude00.exr","size":7},{"hash":"0123456789abcdef0123456789abcdef","mtime":1,"path":"tex/\uff5ewave.exr","size":5}],"totalSize":30}"#;
+
+  #[test]
+  fn mtimes_round_down_like_deadline_before_1970_too() {
+    use std::time::Duration;
+    // Python: st_mtime_ns // 1000, i.e. floor.
+    assert_eq!(mtime_micros(UNIX_EPOCH + Duration::from_nanos(1_999)), 1);
+    assert_eq!(mtime_micros(UNIX_EPOCH - Duration::from_nanos(1_500)), -2);
+    assert_eq!(mtime_micros(UNIX_EPOCH - Duration::from_nanos(1)), -1);
+    assert_eq!(mtime_micros(UNIX_EPOCH - Duration::from_micros(3)), -3);
+    assert_eq!(mtime_micros(UNIX_EPOCH), 0);
+  }
 
   #[test]
   fn encodes_byte_for_byte_like_the_reference() {
