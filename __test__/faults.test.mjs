@@ -154,3 +154,31 @@ test('a download slowed by the bandwidth cap is not timed out: only silence on t
     await proxy.close()
   }
 })
+
+test('after an outage, a new call on the same client gets its full maxAttempts (no spent retry quota)', async () => {
+  const bucket = await makeBucket('faults')
+  const dir = tempDir()
+  writeTree(path.join(dir, 'a'), Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`f${i}.bin`, bytes(2000, i)])))
+  writeTree(path.join(dir, 'b'), Object.fromEntries(Array.from({ length: 5 }, (_, i) => [`g${i}.bin`, bytes(3000, 100 + i)])))
+  // 'outage': every request fails. 'flaky': each request fails twice, then passes.
+  let mode = 'outage'
+  const seen = new Map()
+  const applies = (req) => {
+    if (mode === 'outage') return true
+    const n = (seen.get(req.url) ?? 0) + 1
+    seen.set(req.url, n)
+    return n <= 2
+  }
+  const proxy = await faultProxy({ faults: { error500: 1 }, maxFaultsPerRequest: Infinity, applies })
+  try {
+    const client = new TransferClient(await clientOptions({ endpoint: proxy.endpoint, maxAttempts: 5 }))
+    const outage = await client.upload({ bucket, localDir: path.join(dir, 'a'), continueOnError: true }).then(() => assert.fail('resolved'), (e) => e)
+    assert.equal(outage.failures.length, 40)
+    mode = 'flaky'
+    const after = await client.upload({ bucket, localDir: path.join(dir, 'b'), keyPrefix: 'b' })
+    assert.equal(after.files, 5, 'each request retried past its two failures')
+    assert.equal(proxy.stats.operations.PutObject, 40 * 5 + 5 * 3, 'every outage request made all 5 attempts; each later one 3')
+  } finally {
+    await proxy.close()
+  }
+})

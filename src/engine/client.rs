@@ -7,6 +7,7 @@ use aws_config::meta::region::RegionProviderChain;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::BehaviorVersion;
+use aws_sdk_s3::config::retry::{RetryPartition, TokenBucket};
 use aws_sdk_s3::config::{Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_smithy_http_client::pool::{Client as PoolClient, ConnectionPool};
 use aws_smithy_http_client::tls;
@@ -127,7 +128,7 @@ impl Engine {
   }
 }
 
-/// Standard retry mode (exponential backoff with full jitter, capped at 20 s, and the SDK's retry quota), with
+/// Standard retry mode (exponential backoff with full jitter, capped at 20 s; no retry quota, see `build_s3`), with
 /// two starting points: a dropped connection or a 500 is usually gone at once, so those retries start within
 /// 100 ms; a 503 SlowDown asks the client to slow down, so throttling retries start within 1 s and double from
 /// there. (`RetrySpec` is how the SDK itself separates the two; it is marked SDK-internal, and pinned by
@@ -216,6 +217,14 @@ async fn build_s3(cfg: &ClientConfig) -> Result<aws_sdk_s3::Client> {
   };
   let mut s3 = aws_sdk_s3::config::Builder::from(&shared)
     .interceptor(RequestLog)
+    // No retry quota: the SDK's token bucket, once an outage has spent it, denies every retry until enough
+    // requests succeed, so a long-lived app's calls after the network returns failed on their first error. Each
+    // request still makes at most `maxAttempts` with backoff, and the pool caps requests in flight.
+    .retry_partition(
+      RetryPartition::custom("s3-ferry")
+        .token_bucket(TokenBucket::unlimited())
+        .build(),
+    )
     .force_path_style(cfg.force_path_style)
     .request_checksum_calculation(calc)
     // Whatever the upload policy, a GET asks for the stored checksum and the SDK verifies every whole-object
