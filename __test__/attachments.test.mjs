@@ -5,7 +5,7 @@ import assert from 'node:assert/strict'
 import { existsSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { test } from 'node:test'
-import { PutObjectCommand } from '@aws-sdk/client-s3'
+import { DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3'
 import { TransferClient } from '../index.js'
 import { MiB, allFiles, bytes, clientOptions, getObject, listKeys, makeBucket, openUploads, s3, server, tempDir, treeHashes, writeTree } from './helpers.mjs'
 import { startFaultProxy } from '../scripts/fault-proxy.mjs'
@@ -130,14 +130,17 @@ test('re-uploading an unchanged 2000-file bundle sends no PutObject; one changed
     const contents = new Set(JSON.parse(first.manifest).paths.map((p) => p.hash)).size
     assert.equal(firstOps.PutObject, contents)
 
-    // Same client, same cache: nothing read, nothing asked, nothing sent.
+    // Same client, same cache: nothing read, nothing sent; only a sample of what the cache vouches for is asked
+    // about (16, or 1% of the contents when that is more).
+    const sample = Math.max(16, Math.floor(contents / 100))
     t = performance.now()
     const again = await client.uploadContentAddressed(request)
     const againMs = performance.now() - t
-    assert.deepEqual(diff(ops(), firstOps), {}, 'no request at all')
+    assert.deepEqual(diff(ops(), firstOps), { HeadObject: sample }, 'the sample, nothing else')
     assert.equal(again.manifest, first.manifest)
     assert.equal(again.cachedHashes, 2000)
-    assert.equal(again.cachedKeys, contents)
+    assert.equal(again.checkedKeys, sample)
+    assert.equal(again.cachedKeys, contents - sample)
     assert.equal(again.summary.files, 0)
     assert.equal(again.summary.skippedFiles, 2000)
 
@@ -153,16 +156,41 @@ test('re-uploading an unchanged 2000-file bundle sends no PutObject; one changed
     writeFileSync(changed, 'a new version of this texture')
     const before = ops()
     const third = await client.uploadContentAddressed(request)
-    assert.deepEqual(diff(ops(), before), { HeadObject: 1, PutObject: 1 })
+    assert.deepEqual(diff(ops(), before), { HeadObject: 1 + sample, PutObject: 1 })
     assert.equal(third.cachedHashes, 1999)
     assert.equal(third.summary.files, 1)
     console.log(
       `# 2000 files, ${contents} contents: first upload ${firstOps.HeadObject} HEAD + ${firstOps.PutObject} PUT in ${firstMs.toFixed(0)} ms; ` +
-        `re-upload 0 requests in ${againMs.toFixed(0)} ms; no cache ${contents} HEAD in ${coldMs.toFixed(0)} ms`,
+        `re-upload ${sample} HEAD (the cache's sample) in ${againMs.toFixed(0)} ms; no cache ${contents} HEAD in ${coldMs.toFixed(0)} ms`,
     )
   } finally {
     await proxy.close()
     await cold.proxy.close()
+  }
+})
+
+test('a content deleted from the bucket behind the cache is found by the sample and sent again', async () => {
+  const bucket = await makeBucket('ca')
+  const dir = bundle(tempDir('job'), 12)
+  const { client, proxy, ops } = await countingClient()
+  try {
+    const request = { bucket, rootPrefix: 'root', localDir: dir }
+    const first = await client.uploadContentAddressed(request)
+    const contents = [...new Set(JSON.parse(first.manifest).paths.map((p) => p.hash))]
+    // Someone deletes one content (a lifecycle rule, a cleanup script); the cache still says it is there.
+    await (await s3()).send(new DeleteObjectCommand({ Bucket: bucket, Key: `root/Data/${contents[3]}.xxh128` }))
+    const before = ops()
+    const again = await client.uploadContentAddressed(request)
+    // Fewer than 16 contents: the sample is all of them, so the missing one is found, and only it is sent.
+    assert.deepEqual(diff(ops(), before), { HeadObject: contents.length, PutObject: 1 })
+    assert.deepEqual([again.checkedKeys, again.cachedKeys, again.summary.files], [contents.length, 0, 1])
+    const keys = await listKeys(bucket, 'root/Data/')
+    assert.equal(keys.length, contents.length, 'every content is in the bucket again')
+    // The cache's record of the bucket was dropped and rebuilt: the next call trusts it again (its sample passes).
+    const third = await client.uploadContentAddressed(request)
+    assert.deepEqual([third.checkedKeys, third.summary.files], [contents.length, 0])
+  } finally {
+    await proxy.close()
   }
 })
 

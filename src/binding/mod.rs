@@ -225,7 +225,7 @@ impl TransferClient {
 
   /// Job attachments: uploads a job's files by content. Hashes every file with xxh128 (in parallel; unchanged
   /// files' hashes come from the cache), asks S3 which contents it lacks (HeadObject; contents seen in the last
-  /// 30 days come from the cache), uploads each missing content once to `{rootPrefix}/Data/{hash}.xxh128`, and
+  /// 30 days come from the cache, a sample of them checked every call), uploads each missing content once to `{rootPrefix}/Data/{hash}.xxh128`, and
   /// resolves with the job's manifest (format `2023-03-03`), stored at `manifestKey` if given. Progress goes
   /// through the phases `hashing`, `checking`, `uploading`. Errors as for `upload`.
   #[napi]
@@ -272,7 +272,8 @@ pub struct ContentAddressedUploadResult {
   pub cached_hashes: f64,
   /// Contents known to be in S3 from the cache (no request sent).
   pub cached_keys: f64,
-  /// HeadObject requests sent to learn which contents S3 has.
+  /// HeadObject requests sent to learn which contents S3 has: the contents the cache does not vouch for, and a
+  /// sample of those it does (16, or 1% when more; one found missing and every content is checked).
   pub checked_keys: f64,
 }
 

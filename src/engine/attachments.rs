@@ -10,7 +10,8 @@
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
-use futures_util::{stream, StreamExt, TryStreamExt};
+use futures_util::future::BoxFuture;
+use futures_util::{stream, FutureExt, StreamExt, TryStreamExt};
 use tokio_util::sync::CancellationToken;
 
 use super::cache::{cache_op, Cache, FileKey};
@@ -147,6 +148,29 @@ pub fn data_key(root_prefix: &str, hash: &str) -> String {
   }
 }
 
+/// Cached keys checked on every call: this many, or 1% of them when that is more (all when fewer).
+const CACHE_SAMPLE: usize = 16;
+
+/// A random sample of `items` (see `CACHE_SAMPLE`): a partial Fisher-Yates shuffle on a xorshift seeded from the
+/// clock (no cryptographic quality needed, only a different sample each call).
+fn sample_of(items: &[usize]) -> Vec<usize> {
+  let want = CACHE_SAMPLE.max(items.len() / 100).min(items.len());
+  let mut pool = items.to_vec();
+  let mut state = std::time::SystemTime::now()
+    .duration_since(std::time::UNIX_EPOCH)
+    .map_or(0x9e37_79b9_7f4a_7c15, |d| d.as_nanos() as u64)
+    | 1;
+  for i in 0..want {
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    let j = i + (state % (pool.len() - i) as u64) as usize;
+    pool.swap(i, j);
+  }
+  pool.truncate(want);
+  pool
+}
+
 impl Engine {
   /// Uploads a job's files by content and returns its manifest.
   pub async fn upload_attachments(
@@ -223,17 +247,40 @@ impl Engine {
       .unwrap_or_else(|| vec![false; keys.len()]),
       None => vec![false; keys.len()],
     };
-    let cached_keys = seen.iter().filter(|s| **s).count() as u64;
-    let to_check: Vec<usize> = (0..keys.len()).filter(|&k| !seen[k]).collect();
-    let checked_keys = to_check.len() as u64;
+    // The cache can be wrong: an object deleted from the bucket (by hand, by a lifecycle rule) stays "seen" for
+    // 30 days. So a sample of what it vouches for is checked on every call; one missing and nothing it says for
+    // this bucket is trusted: every key is checked, and its record of the bucket is dropped.
+    let mut seen = seen;
+    let vouched: Vec<usize> = (0..keys.len()).filter(|&k| seen[k]).collect();
+    let sample = sample_of(&vouched);
+    let sampled = or_cancelled(
+      cancel,
+      self.exist(&request.bucket, sample.iter().map(|&k| keys[k].clone()).collect()),
+    )
+    .await?;
+    let mut known: std::collections::HashMap<usize, bool> = sample.iter().copied().zip(sampled).collect();
+    if known.values().any(|present| !present) {
+      tracing::info!(target: "s3_ferry::transfer", sampled = sample.len(), "the cache listed a content S3 no longer has: checking every key");
+      seen = vec![false; keys.len()];
+      if let Some(c) = &cache {
+        let scope = scope.clone();
+        cache_op(c, move |c| c.forget_scope(&scope)).await;
+      }
+    }
+    let cached_keys = (0..keys.len()).filter(|k| seen[*k] && !known.contains_key(k)).count() as u64;
+    let to_check: Vec<usize> = (0..keys.len())
+      .filter(|k| !seen[*k] && !known.contains_key(k))
+      .collect();
+    let checked_keys = (sample.len() + to_check.len()) as u64;
     let present = or_cancelled(
       cancel,
       self.exist(&request.bucket, to_check.iter().map(|&k| keys[k].clone()).collect()),
     )
     .await?;
+    known.extend(to_check.iter().copied().zip(present));
     let mut missing = vec![false; keys.len()];
     let mut found_now = Vec::new();
-    for (&k, there) in to_check.iter().zip(present) {
+    for (k, there) in known {
       match there {
         true => found_now.push(keys[k].clone()),
         false => missing[k] = true,
@@ -480,22 +527,14 @@ impl Engine {
   }
 
   /// Which keys exist (HeadObject each, as many in flight as the client allows).
-  async fn exist(&self, bucket: &str, keys: Vec<String>) -> Result<Vec<bool>> {
-    let s3 = self.s3().await?;
-    let parallel = self.config().max_pool_connections;
-    stream::iter(keys)
-      .map(|key| async move {
-        let _slot = self.request_slot().await;
-        let (sent, attempts) = counting(s3.head_object().bucket(bucket).key(&key).send()).await;
-        match sent.map_err(|e| Error::from_sdk("HeadObject", bucket, Some(&key), e).after_attempts(attempts)) {
-          Ok(_) => Ok(true),
-          Err(e) if e.status_code() == Some(404) => Ok(false),
-          Err(e) => Err(e),
-        }
-      })
-      .buffered(parallel.max(1))
-      .try_collect()
-      .await
+  /// Whether each key exists (a HeadObject each). Boxed as a `dyn Future`: inlined, the HEAD stream makes the
+  /// whole upload future too deep for the compiler to prove `Send`.
+  fn exist<'a>(&'a self, bucket: &'a str, keys: Vec<String>) -> BoxFuture<'a, Result<Vec<bool>>> {
+    async move {
+      let found = self.stamps_of(bucket, keys.clone()).await?;
+      Ok(keys.iter().map(|k| found.contains_key(k)).collect())
+    }
+    .boxed()
   }
 
   async fn get_manifest(&self, bucket: &str, key: &str) -> Result<String> {

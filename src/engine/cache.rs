@@ -171,6 +171,14 @@ impl Cache {
     tx.commit()
   }
 
+  /// Forgets every key seen in `scope` (one was found missing: the record of that bucket is not to be trusted).
+  pub fn forget_scope(&self, scope: &str) -> Sql<()> {
+    self
+      .conn()
+      .execute("DELETE FROM seen_keys WHERE scope = ?1", params![scope])?;
+    Ok(())
+  }
+
   /// Forgets keys (found missing after all).
   pub fn forget_seen(&self, scope: &str, keys: &[String]) -> Sql<()> {
     let conn = self.conn();

@@ -12,9 +12,6 @@ use super::client::Engine;
 use super::error::{Error, Result};
 use super::log::counting;
 
-/// HeadObject requests of one explicit list in flight at once (each also takes a slot of the client's pool).
-const HEADS_IN_FLIGHT: usize = 16;
-
 /// When a destination counts as unchanged, so the file is skipped (as `aws s3 sync` decides).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SkipUnchanged {
@@ -105,7 +102,8 @@ impl Engine {
     Ok(objects)
   }
 
-  /// Size and `LastModified` of each key that exists (HeadObject; a 404 is an absent key).
+  /// Size and `LastModified` of each key that exists (HeadObject; a 404 is an absent key), as many in flight as
+  /// the pool allows.
   pub(super) async fn stamps_of(&self, bucket: &str, keys: Vec<String>) -> Result<HashMap<String, Stamp>> {
     let s3 = self.s3().await?;
     let found: Vec<Option<(String, Stamp)>> = stream::iter(keys)
@@ -124,7 +122,7 @@ impl Engine {
           Err(e) => Err(Error::from_sdk("HeadObject", bucket, Some(&key), e).after_attempts(attempts)),
         }
       })
-      .buffer_unordered(HEADS_IN_FLIGHT)
+      .buffer_unordered(self.config().max_pool_connections.max(1))
       .try_collect()
       .await?;
     Ok(found.into_iter().flatten().collect())
