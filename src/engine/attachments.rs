@@ -644,6 +644,22 @@ mod tests {
   use super::*;
 
   #[test]
+  fn the_cache_sample_is_16_or_one_percent_distinct_and_from_the_set() {
+    let few: Vec<usize> = (0..10).collect();
+    let mut s = sample_of(&few);
+    s.sort_unstable();
+    assert_eq!(s, few, "fewer than 16: all of them");
+    let many: Vec<usize> = (0..5000).map(|i| i * 3).collect();
+    let s = sample_of(&many);
+    assert_eq!(s.len(), 50, "1% of 5000");
+    let distinct: std::collections::HashSet<_> = s.iter().collect();
+    assert_eq!(distinct.len(), 50);
+    assert!(s.iter().all(|i| i % 3 == 0 && *i < 15000));
+    assert_eq!(sample_of(&(0..100).collect::<Vec<_>>()).len(), 16);
+    assert!(sample_of(&[]).is_empty());
+  }
+
+  #[test]
   fn data_keys_follow_the_original_layout() {
     let h = "0123456789abcdef0123456789abcdef";
     assert_eq!(data_key("root", h), format!("root/Data/{h}.xxh128"));
