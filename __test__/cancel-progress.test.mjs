@@ -1,6 +1,6 @@
 // Cancellation through AbortSignal and progress events, against the real server.
 import assert from 'node:assert/strict'
-import { spawnSync } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { truncateSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
 import path from 'node:path'
@@ -276,4 +276,54 @@ test('worker_threads: a transfer in a worker completes, and a worker terminated 
   }
   assert.deepEqual(open, [], 'the terminated worker\'s multipart upload was aborted')
   assert.deepEqual(await listKeys(bucket), ['whole/big.bin'])
+})
+
+test('a worker that alone loaded the addon, terminated mid-upload: the upload is aborted before terminate() resolves; the addon runs on its own runtime after', async () => {
+  const opts = await clientOptions({ partSize: 5 * MiB, multipartThreshold: 5 * MiB })
+  const bucket = await makeBucket()
+  const dir = tempDir()
+  writeFileSync(path.join(dir, 'big.bin'), bytes(150 * MiB, 11))
+  // A separate process whose main thread does not load the addon until the worker is gone: the worker's
+  // environment is then the addon's last, and napi shuts its runtime down with it.
+  const child = `
+    const { Worker } = require('node:worker_threads')
+    const [opts, bucket, dir] = JSON.parse(process.argv[1])
+    const code = \`
+      const { parentPort, workerData: w } = require('node:worker_threads')
+      const { TransferClient } = require(${JSON.stringify(path.join(ROOT, 'index.js'))})
+      new TransferClient(w.opts).upload({ bucket: w.bucket, localDir: w.dir, keyPrefix: 'cut/', progressIntervalMs: 5,
+        onProgress: (p) => parentPort.postMessage(p.transferredBytes) })\`
+    const w = new Worker(code, { eval: true, workerData: { opts, bucket, dir } })
+    w.on('message', async (bytes) => {
+      if (bytes < 30 * 1024 * 1024 || w.stopping) return
+      w.stopping = true
+      await w.terminate()
+      console.log('terminated')
+      // Now the main thread loads the addon: a new first environment.
+      const { TransferClient } = require(${JSON.stringify(path.join(ROOT, 'index.js'))})
+      const client = new TransferClient(opts)
+      const r = await client.upload({ bucket, files: [{ path: require('node:path').join(dir, 'big.bin'), key: 'after/big.bin' }] })
+      const names = process.platform === 'linux'
+        ? require('node:fs').readdirSync('/proc/self/task').map((t) => require('node:fs').readFileSync('/proc/self/task/' + t + '/comm', 'utf8').trim())
+        : []
+      console.log(JSON.stringify({ files: r.files, threads: client.settings.threads, engineThreads: names.filter((n) => n === 's3-ferry').length }))
+      process.exit(0)
+    })`
+  const out = await new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, ['-e', child, JSON.stringify([opts, bucket, dir])], { stdio: ['ignore', 'pipe', 'inherit'] })
+    let stdout = ''
+    p.stdout.on('data', (d) => (stdout += d))
+    p.on('error', reject)
+    p.on('close', (code) => (code === 0 ? resolve(stdout) : reject(new Error(`child exited ${code}: ${stdout}`))))
+  })
+  const [first, summary] = out.trim().split('\n')
+  assert.equal(first, 'terminated')
+  const after = JSON.parse(summary)
+  assert.equal(after.files, 1)
+  // The engine runtime's threads (its workers, and its blocking pool as it grows) are named s3-ferry; napi's
+  // restarted default runtime would have none.
+  if (process.platform === 'linux') assert.ok(after.engineThreads >= after.threads, JSON.stringify(after))
+  // No polling: the teardown waited for the abort.
+  assert.deepEqual(await openUploads(bucket), [], 'the terminated worker\'s multipart upload was aborted')
+  assert.deepEqual(await listKeys(bucket), ['after/big.bin'])
 })

@@ -430,8 +430,42 @@ struct CallSetup {
   /// Kept to send the final event before the promise resolves.
   callback: Option<Arc<options::ProgressCallback>>,
   /// Cancels the call if its JavaScript environment is torn down first (a worker thread that exits
-  /// mid-transfer): the engine then still aborts its multipart uploads and removes its temporary files.
-  teardown: napi::CleanupEnvHook<CancellationToken>,
+  /// mid-transfer), and waits for the engine to finish its clean-up: its multipart uploads aborted, its
+  /// temporary files removed.
+  teardown: napi::CleanupEnvHook<(CancellationToken, Arc<Finished>)>,
+  finished: Arc<Finished>,
+}
+
+/// How long an environment's teardown waits for a cancelled call to clean up (abort its multipart uploads)
+/// before letting the environment go.
+const TEARDOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Set when a call's work is over (whatever its outcome), for a teardown waiting on it.
+#[derive(Default)]
+struct Finished {
+  done: Mutex<bool>,
+  changed: std::sync::Condvar,
+}
+
+impl Finished {
+  fn set(&self) {
+    *self.done.lock().unwrap_or_else(|p| p.into_inner()) = true;
+    self.changed.notify_all();
+  }
+
+  fn wait(&self, limit: std::time::Duration) {
+    let done = self.done.lock().unwrap_or_else(|p| p.into_inner());
+    let _ = self.changed.wait_timeout_while(done, limit, |done| !*done);
+  }
+}
+
+/// Sets `Finished` when dropped: when the call's work ends, or is dropped unfinished.
+struct SetOnDrop(Arc<Finished>);
+
+impl Drop for SetOnDrop {
+  fn drop(&mut self) {
+    self.0.set();
+  }
 }
 
 /// The engine control for a call: a token cancelled by `signal` (or by the environment's teardown), and a
@@ -445,7 +479,11 @@ fn control(env: &Env, parts: options::CallParts) -> Result<CallSetup> {
     let token = cancel.clone();
     signal.on_abort(move || token.cancel());
   }
-  let teardown = env.add_env_cleanup_hook(cancel.clone(), |token| token.cancel())?;
+  let finished = Arc::new(Finished::default());
+  let teardown = env.add_env_cleanup_hook((cancel.clone(), finished.clone()), |(token, finished)| {
+    token.cancel();
+    finished.wait(TEARDOWN_WAIT);
+  })?;
   let callback = parts.on_progress.map(Arc::new);
   let progress = callback.clone().map(|f| {
     Arc::new(move |p: engine::Progress| {
@@ -461,6 +499,7 @@ fn control(env: &Env, parts: options::CallParts) -> Result<CallSetup> {
     },
     callback,
     teardown,
+    finished,
   })
 }
 
@@ -477,13 +516,23 @@ where
     control,
     callback,
     teardown,
+    finished,
   } = setup;
+  // The work runs on the engine's own runtime (see `runtime::engine_runtime`); napi's only awaits it.
+  let work = runtime::engine_runtime().spawn(async move {
+    let _finished = SetOnDrop(finished);
+    // A panic in the engine or the SDK (a bug) rejects this call with ERR_INTERNAL; the process goes on.
+    let result = match AssertUnwindSafe(call(control)).catch_unwind().await {
+      Ok(result) => result,
+      Err(payload) => Err(engine::Error::from_panic(&*payload)),
+    };
+    (result, callback)
+  });
   env.spawn_future_with_callback(
     async move {
-      // A panic in the engine or the SDK (a bug) rejects this call with ERR_INTERNAL; the process goes on.
-      let result = match AssertUnwindSafe(call(control)).catch_unwind().await {
-        Ok(result) => result,
-        Err(payload) => Err(engine::Error::from_panic(&*payload)),
+      let (result, callback) = match work.await {
+        Ok(done) => done,
+        Err(e) => (Err(engine::Error::Internal { message: e.to_string() }), None),
       };
       if let (Ok(out), Some(callback)) = (&result, &callback) {
         let summary = out.summary();

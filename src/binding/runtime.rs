@@ -3,7 +3,7 @@
 //! `S3_FERRY_THREADS`, else `threads` in the config file's `[settings]` (`$S3_FERRY_CONFIG`), else the default.
 
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use std::sync::Once;
+use std::sync::{Once, OnceLock};
 
 use crate::engine::settings;
 
@@ -87,10 +87,13 @@ fn init_logging() {
     .try_init();
 }
 
-#[napi_derive::module_init]
-fn init() {
-  INIT.call_once(|| {
-    init_logging();
+/// The engine's runtime: every transfer runs here, with the configured threads. It belongs to the addon, not
+/// to napi, and lives as long as the process: napi shuts its own runtime down when the last JavaScript
+/// environment goes away (a worker that was the only one to load the addon) and restarts a default one after,
+/// which would cut a cancelled upload's AbortMultipartUpload short and lose the configured threads.
+pub fn engine_runtime() -> &'static tokio::runtime::Runtime {
+  static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+  RUNTIME.get_or_init(|| {
     let threads = configured_threads();
     let built = tokio::runtime::Builder::new_multi_thread()
       .enable_all()
@@ -104,10 +107,31 @@ fn init() {
       .build();
     match built {
       Ok(rt) => {
-        napi::bindgen_prelude::create_custom_tokio_runtime(rt);
         THREADS.store(threads, Relaxed);
+        rt
       }
-      Err(e) => eprintln!("s3-ferry: using napi's default runtime, building ours failed: {e}"),
+      Err(e) => {
+        eprintln!("s3-ferry: building the runtime with {threads} threads failed ({e}); using tokio's defaults");
+        tokio::runtime::Runtime::new().expect("a default tokio runtime")
+      }
     }
+  })
+}
+
+#[napi_derive::module_init]
+fn init() {
+  INIT.call_once(|| {
+    init_logging();
+    // napi's own runtime only awaits the engine's tasks (and napi pins the addon's image while it exists, so
+    // the engine runtime's threads never outlive the code they run): one thread is plenty.
+    if let Ok(rt) = tokio::runtime::Builder::new_multi_thread()
+      .enable_all()
+      .worker_threads(1)
+      .thread_name("s3-ferry-napi")
+      .build()
+    {
+      napi::bindgen_prelude::create_custom_tokio_runtime(rt);
+    }
+    engine_runtime();
   });
 }
