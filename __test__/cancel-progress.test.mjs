@@ -287,20 +287,20 @@ test('a worker that alone loaded the addon, terminated mid-upload: the upload is
   // environment is then the addon's last, and napi shuts its runtime down with it.
   const child = `
     const { Worker } = require('node:worker_threads')
-    const [opts, bucket, dir] = JSON.parse(process.argv[1])
+    const [opts, bucket, dir, index] = JSON.parse(process.argv[1])
     const code = \`
       const { parentPort, workerData: w } = require('node:worker_threads')
-      const { TransferClient } = require(${JSON.stringify(path.join(ROOT, 'index.js'))})
+      const { TransferClient } = require(w.index)
       new TransferClient(w.opts).upload({ bucket: w.bucket, localDir: w.dir, keyPrefix: 'cut/', progressIntervalMs: 5,
         onProgress: (p) => parentPort.postMessage(p.transferredBytes) })\`
-    const w = new Worker(code, { eval: true, workerData: { opts, bucket, dir } })
+    const w = new Worker(code, { eval: true, workerData: { opts, bucket, dir, index } })
     w.on('message', async (bytes) => {
       if (bytes < 30 * 1024 * 1024 || w.stopping) return
       w.stopping = true
       await w.terminate()
       console.log('terminated')
       // Now the main thread loads the addon: a new first environment.
-      const { TransferClient } = require(${JSON.stringify(path.join(ROOT, 'index.js'))})
+      const { TransferClient } = require(index)
       const client = new TransferClient(opts)
       const r = await client.upload({ bucket, files: [{ path: require('node:path').join(dir, 'big.bin'), key: 'after/big.bin' }] })
       const names = process.platform === 'linux'
@@ -310,7 +310,7 @@ test('a worker that alone loaded the addon, terminated mid-upload: the upload is
       process.exit(0)
     })`
   const out = await new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, ['-e', child, JSON.stringify([opts, bucket, dir])], { stdio: ['ignore', 'pipe', 'inherit'] })
+    const p = spawn(process.execPath, ['-e', child, JSON.stringify([opts, bucket, dir, path.join(ROOT, 'index.js')])], { stdio: ['ignore', 'pipe', 'inherit'] })
     let stdout = ''
     p.stdout.on('data', (d) => (stdout += d))
     p.on('error', reject)
