@@ -280,6 +280,10 @@ export interface FileFailure {
   message: string
   /** The HTTP status, when S3 answered. */
   statusCode?: number
+  /** Attempts its last request made, when retries ran out. */
+  attempts?: number
+  /** A multipart upload of this file that could not be aborted and is still on the server. */
+  uploadId?: string
 }
 
 /**

@@ -98,13 +98,33 @@ function unknownName(object, kinds, what) {
   return null
 }
 
-/** As `unknownName`, for `filter`: a misspelt `exlude` would otherwise upload what it was meant to leave out. */
-function unknownFilterName(filter) {
-  if (filter === null || typeof filter !== 'object') return null
-  if (!Array.isArray(filter)) return unknownName(filter, ['FilterSets'], 'filter')
-  for (const [i, rule] of filter.entries()) {
-    const unknown = rule !== null && typeof rule === 'object' && unknownName(rule, ['FilterRule'], `filter[${i}]`)
-    if (unknown) return unknown
+/**
+ * `filter`'s shape, checked here: a misspelt `exlude`, a list of bare globs (`['*.tmp']`) or a glob that is not a
+ * string would otherwise reach the binding as "no filter" and upload what it was meant to leave out.
+ */
+function badFilter(filter) {
+  if (filter === undefined || filter === null) return null
+  const strings = (list) => Array.isArray(list) && list.every((g) => typeof g === 'string')
+  if (Array.isArray(filter)) {
+    for (let i = 0; i < filter.length; i++) {
+      const rule = filter[i]
+      if (rule === null || typeof rule !== 'object' || Array.isArray(rule)) {
+        return argTypeError(`filter[${i}] must be { include: glob } or { exclude: glob }, got ${JSON.stringify(rule) ?? typeof rule}`)
+      }
+      const unknown = unknownName(rule, ['FilterRule'], `filter[${i}]`)
+      if (unknown) return unknown
+      const given = ['include', 'exclude'].filter((k) => rule[k] !== undefined)
+      if (given.length === 1 && typeof rule[given[0]] !== 'string') {
+        return argTypeError(`filter[${i}].${given[0]} must be a glob string, got ${typeof rule[given[0]]}`)
+      }
+    }
+    return null
+  }
+  if (typeof filter !== 'object') return argTypeError(`filter must be { include, exclude } or an array of rules, got ${typeof filter}`)
+  const unknown = unknownName(filter, ['FilterSets'], 'filter')
+  if (unknown) return unknown
+  for (const k of ['include', 'exclude']) {
+    if (filter[k] !== undefined && !strings(filter[k])) return argTypeError(`filter.${k} must be an array of glob strings`)
   }
   return null
 }
@@ -131,7 +151,7 @@ function run(call, request, kinds) {
   if (request === null || typeof request !== 'object') {
     return Promise.reject(argTypeError(`the request must be an object, got ${request === null ? 'null' : typeof request}`))
   }
-  const unknown = unknownName(request, kinds, 'the request') || unknownFilterName(request.filter) || badEntry(request, kinds)
+  const unknown = unknownName(request, kinds, 'the request') || badFilter(request.filter) || badEntry(request, kinds)
   if (unknown) return Promise.reject(unknown)
   const { signal, onProgress } = request
   if (signal != null && !(signal instanceof AbortSignal)) {

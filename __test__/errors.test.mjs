@@ -431,6 +431,20 @@ test('a many-file call that fails names every failed file and what completed; co
     for (const n of Object.keys(good)) if (n.startsWith('bad')) delete good[n]
     assert.deepEqual(treeHashes(out), good)
     assert.deepEqual(allFiles(out), Object.keys(good).sort(), 'nothing else in the destination')
+
+    // An abort after some files failed is an abort (AbortError), not a failure.
+    const slow = await startFaultProxy((await server()).endpoint, { faults: { error500: 1 }, maxFaultsPerRequest: Infinity, applies: (req) => req.url.includes('bad-') })
+    try {
+      const controller = new AbortController()
+      const slowClient = new TransferClient(await clientOptions({ endpoint: slow.endpoint, maxAttempts: 1, maxBandwidth: 4096 }))
+      const aborted = slowClient.upload({ bucket, localDir: src, keyPrefix: 'd', continueOnError: true, signal: controller.signal, progressIntervalMs: 0,
+        onProgress: () => slow.stats.error500 >= 3 && controller.abort() })
+      const e = await aborted.then(() => assert.fail('resolved'), (e) => e)
+      assert.equal(e.name, 'AbortError')
+      assert.equal(e.code, 'ABORT_ERR')
+    } finally {
+      await slow.close()
+    }
   } finally {
     await proxy.close()
   }

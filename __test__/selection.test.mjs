@@ -63,6 +63,13 @@ test('filter: includes alone take only what they match; ordered rules apply as t
   await assert.rejects(client.upload({ bucket, localDir: dir, filter: [{ include: 'a', exclude: 'b' }] }), /filter\[0\] must have exactly one of include and exclude/)
   await assert.rejects(client.upload({ bucket, localDir: dir, filter: { exlude: ['.git/*'] } }), (e) => e.code === 'ERR_INVALID_ARG_VALUE' && /filter has no option 'exlude'/.test(e.message))
   await assert.rejects(client.download({ bucket, objects: [{ key: 'k', path: path.join(dir, 'k') }], filter: { exclude: ['x'] } }), /filter applies to localDir/)
+  // Shapes that would otherwise read as "no filter" (and upload what they meant to leave out).
+  const type = (e) => e instanceof TypeError && e.code === 'ERR_INVALID_ARG_TYPE'
+  await assert.rejects(client.upload({ bucket, localDir: dir, filter: ['*.tmp'] }), (e) => type(e) && e.message === 'filter[0] must be { include: glob } or { exclude: glob }, got "*.tmp"')
+  await assert.rejects(client.upload({ bucket, localDir: dir, filter: [{ exclude: 5 }] }), (e) => type(e) && e.message === 'filter[0].exclude must be a glob string, got number')
+  await assert.rejects(client.upload({ bucket, localDir: dir, filter: { exclude: '*.tmp' } }), (e) => type(e) && e.message === 'filter.exclude must be an array of glob strings')
+  await assert.rejects(client.upload({ bucket, localDir: dir, filter: '*.tmp' }), type)
+  await assert.rejects(client.upload({ bucket, localDir: dir, filter: { include: [] } }), (e) => e.code === 'ERR_INVALID_ARG_VALUE' && /filter\.include is empty/.test(e.message))
 })
 
 test('dryRun: an upload sends no request and resolves with the plan; with skipUnchanged, one listing', async () => {

@@ -23,6 +23,10 @@ pub struct FileFailure {
   pub message: String,
   /// The HTTP status, when S3 answered.
   pub status_code: Option<u32>,
+  /// Attempts its last request made, when retries ran out.
+  pub attempts: Option<u32>,
+  /// A multipart upload of this file that could not be aborted and is still on the server.
+  pub upload_id: Option<String>,
 }
 
 /// Builds the JavaScript error for `e` and wraps it so napi throws or rejects with exactly that object.
@@ -59,6 +63,8 @@ fn build<'env>(env: &'env Env, e: &Error) -> Result<Object<'env>> {
         code: f.error.code(),
         message: f.error.to_string(),
         status_code: f.error.status_code().map(u32::from),
+        attempts: f.error.attempts(),
+        upload_id: f.error.remaining_upload_id().map(str::to_owned),
       })
       .collect();
     obj.set("failures", failures)?;

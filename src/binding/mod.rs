@@ -432,13 +432,50 @@ struct CallSetup {
   /// Cancels the call if its JavaScript environment is torn down first (a worker thread that exits
   /// mid-transfer), and waits for the engine to finish its clean-up: its multipart uploads aborted, its
   /// temporary files removed.
-  teardown: napi::CleanupEnvHook<(CancellationToken, Arc<Finished>)>,
+  teardown: napi::CleanupEnvHook<(usize, Arc<Finished>)>,
   finished: Arc<Finished>,
 }
 
-/// How long an environment's teardown waits for a cancelled call to clean up (abort its multipart uploads)
-/// before letting the environment go.
+/// How long an environment's teardown waits, in all, for its cancelled calls to clean up (abort their multipart
+/// uploads) before letting the environment go.
 const TEARDOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Every call in flight: its environment, its token, its end. The first teardown hook of an environment
+/// cancels them all at once.
+type LiveCall = (usize, CancellationToken, Arc<Finished>);
+static LIVE_CALLS: Mutex<Vec<LiveCall>> = Mutex::new(Vec::new());
+/// Environments being torn down, and when their teardown stops waiting.
+static TEARDOWNS: Mutex<Vec<(usize, std::time::Instant)>> = Mutex::new(Vec::new());
+
+/// Cancels every call of `env_id` (the first time it is asked) and returns the environment's deadline.
+fn teardown_deadline(env_id: usize) -> std::time::Instant {
+  let mut teardowns = TEARDOWNS.lock().unwrap_or_else(|p| p.into_inner());
+  if let Some((_, deadline)) = teardowns.iter().find(|(id, _)| *id == env_id) {
+    return *deadline;
+  }
+  let deadline = std::time::Instant::now() + TEARDOWN_WAIT;
+  teardowns.push((env_id, deadline));
+  for (_, token, _) in LIVE_CALLS
+    .lock()
+    .unwrap_or_else(|p| p.into_inner())
+    .iter()
+    .filter(|(id, _, _)| *id == env_id)
+  {
+    token.cancel();
+  }
+  deadline
+}
+
+/// A call is over (settled, or its environment gone): it leaves the registry, and so does a torn-down
+/// environment's deadline once none of its calls is left.
+fn forget_call(finished: &Arc<Finished>) {
+  let mut calls = LIVE_CALLS.lock().unwrap_or_else(|p| p.into_inner());
+  calls.retain(|(_, _, f)| !Arc::ptr_eq(f, finished));
+  TEARDOWNS
+    .lock()
+    .unwrap_or_else(|p| p.into_inner())
+    .retain(|(id, _)| calls.iter().any(|(c, _, _)| c == id));
+}
 
 /// Set when a call's work is over (whatever its outcome), for a teardown waiting on it.
 #[derive(Default)]
@@ -480,9 +517,17 @@ fn control(env: &Env, parts: options::CallParts) -> Result<CallSetup> {
     signal.on_abort(move || token.cancel());
   }
   let finished = Arc::new(Finished::default());
-  let teardown = env.add_env_cleanup_hook((cancel.clone(), finished.clone()), |(token, finished)| {
-    token.cancel();
-    finished.wait(TEARDOWN_WAIT);
+  let env_id = env.raw() as usize;
+  LIVE_CALLS
+    .lock()
+    .unwrap_or_else(|p| p.into_inner())
+    .push((env_id, cancel.clone(), finished.clone()));
+  let teardown = env.add_env_cleanup_hook((env_id, finished.clone()), |(env_id, finished)| {
+    // The first of an environment's hooks cancels all its calls and starts one shared deadline; each hook then
+    // waits for its own call within it, so a teardown waits at most TEARDOWN_WAIT in all.
+    let deadline = teardown_deadline(env_id);
+    finished.wait(deadline.saturating_duration_since(std::time::Instant::now()));
+    forget_call(&finished);
   })?;
   let callback = parts.on_progress.map(Arc::new);
   let progress = callback.clone().map(|f| {
@@ -518,6 +563,7 @@ where
     teardown,
     finished,
   } = setup;
+  let (cancel, settled) = (control.cancel.clone(), finished.clone());
   // The work runs on the engine's own runtime (see `runtime::engine_runtime`); napi's only awaits it.
   let work = runtime::engine_runtime().spawn(async move {
     let _finished = SetOnDrop(finished);
@@ -528,7 +574,7 @@ where
     };
     (result, callback)
   });
-  env.spawn_future_with_callback(
+  let promise = env.spawn_future_with_callback(
     async move {
       let (result, callback) = match work.await {
         Ok(done) => done,
@@ -557,10 +603,16 @@ where
     move |env, result| {
       // The call is over; its environment's teardown no longer concerns it.
       let _ = env.remove_env_cleanup_hook(teardown);
+      forget_call(&settled);
       match result {
         Ok(out) => Ok(out.into_js()),
         Err(e) => Err(to_js_error(env, &e)),
       }
     },
-  )
+  );
+  if promise.is_err() {
+    // No promise to settle: the work must not run on unobserved.
+    cancel.cancel();
+  }
+  promise
 }

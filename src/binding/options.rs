@@ -86,6 +86,11 @@ fn filter(option: Option<FilterOption>) -> Result<Option<engine::Filter>, Error>
   match option {
     None => Ok(None),
     Some(Either::B(sets)) => {
+      if sets.include.as_ref().is_some_and(Vec::is_empty) {
+        return Err(Error::invalid_value(
+          "filter.include is empty, which would take no file: leave it out to take every file",
+        ));
+      }
       engine::Filter::sets(sets.include.unwrap_or_default(), sets.exclude.unwrap_or_default()).map(Some)
     }
     Some(Either::A(rules)) => {

@@ -600,9 +600,7 @@ fn relative_files(root: &Path, files: &[PathBuf]) -> Result<Vec<UploadFile>> {
     .iter()
     .enumerate()
     .map(|(i, f)| {
-      if f.as_os_str().is_empty() {
-        return Err(Error::invalid_value(format!("files[{i}] must not be empty")));
-      }
+      validate_path(f, &format!("files[{i}]"))?;
       let abs = std::path::absolute(root_abs.join(f)).map_err(|e| Error::io("resolve", f, e))?;
       let rel = abs
         .strip_prefix(&root_abs)

@@ -320,12 +320,12 @@ impl Engine {
             }
           }
           if let Some(dest) = destination_for(local_dir, key_prefix, key)? {
-            let stamp = Stamp::of_object(&obj);
             entries.push(Entry {
               key: key.to_owned(),
               dest,
-              size: Some(stamp.size),
-              modified: stamp.modified,
+              // A listing without a size leaves it to the GET's response, as an explicit object does.
+              size: obj.size().map(|s| s.max(0) as u64),
+              modified: Stamp::of_object(&obj).modified,
               etag: obj.e_tag().map(str::to_owned),
               algorithm: obj.checksum_algorithm().iter().find_map(ChecksumAlgorithm::from_sdk),
               expect: None,

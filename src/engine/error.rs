@@ -395,7 +395,10 @@ impl Error {
       | Error::DestinationConflict { second: key, .. }
       | Error::BodyInterrupted { key, .. } => Some(key),
       Error::AbortFailed { key, .. } => Some(key),
-      Error::Files { failures, .. } => failures[0].error.key().or(Some(&failures[0].key)),
+      Error::Files { failures, .. } => failures[0]
+        .error
+        .key()
+        .or(Some(failures[0].key.as_str()).filter(|k| !k.is_empty())),
       _ => None,
     }
   }
@@ -408,7 +411,10 @@ impl Error {
       | Error::DestinationExists { path }
       | Error::DestinationConflict { path, .. } => Some(path),
       Error::AbortFailed { source, .. } => source.path(),
-      Error::Files { failures, .. } => failures[0].error.path().or(Some(&failures[0].path)),
+      Error::Files { failures, .. } => failures[0]
+        .error
+        .path()
+        .or(Some(failures[0].path.as_path()).filter(|p| !p.as_os_str().is_empty())),
       _ => None,
     }
   }

@@ -92,6 +92,7 @@ where
     if error.is_cancelled() {
       return;
     }
+    // A task lost to a join error (not a panic: those are caught in the task) names no file.
     let file = file.unwrap_or_default();
     failures.push(FileFailure {
       key: file.key,
@@ -133,12 +134,15 @@ where
   while let Some(r) = tasks.join_next().await {
     note(r, &mut failures);
   }
+  // The caller's cancel wins: an abort is reported as one even after some files failed (with continueOnError).
+  if cancel.is_cancelled() {
+    return Err(Error::Cancelled { summary: None });
+  }
   match failures.is_empty() {
     false => Err(Error::Files {
       failures,
       summary: None,
     }),
-    true if cancel.is_cancelled() => Err(Error::Cancelled { summary: None }),
     true => Ok(()),
   }
 }
