@@ -207,10 +207,12 @@ impl Engine {
         bytes: e.size,
         skip,
       };
-      let mut items: Vec<PlannedFile> = entries.into_iter().map(|e| item(e, None)).collect();
-      items.extend(skipped.into_iter().map(|(e, why)| item(e, Some(why))));
-      items.sort_by(|a, b| a.key.cmp(&b.key));
-      Ok(items)
+      let sent = entries.into_iter().map(|e| item(e, None));
+      Ok(
+        sent
+          .chain(skipped.into_iter().map(|(e, why)| item(e, Some(why))))
+          .collect(),
+      )
     };
     let (files, summary) = control.run(Phase::Downloading, work).await?;
     Ok(Plan::new(files, summary))

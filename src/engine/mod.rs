@@ -152,7 +152,9 @@ pub struct Plan {
 }
 
 impl Plan {
-  fn new(files: Vec<PlannedFile>, summary: Summary) -> Plan {
+  /// The plan of `files` (in any order; sorted here by key).
+  fn new(mut files: Vec<PlannedFile>, summary: Summary) -> Plan {
+    files.sort_by(|a, b| a.key.cmp(&b.key));
     Plan { summary, files }
   }
 

@@ -172,10 +172,12 @@ impl Engine {
         bytes: Some(f.size),
         skip,
       };
-      let mut items: Vec<PlannedFile> = files.into_iter().map(|f| item(f, None)).collect();
-      items.extend(unchanged.into_iter().map(|f| item(f, Some(SkipReason::Unchanged))));
-      items.sort_by(|a, b| a.key.cmp(&b.key));
-      Ok(items)
+      let sent = files.into_iter().map(|f| item(f, None));
+      Ok(
+        sent
+          .chain(unchanged.into_iter().map(|f| item(f, Some(SkipReason::Unchanged))))
+          .collect(),
+      )
     };
     let (files, summary) = control.run(Phase::Uploading, work).await?;
     Ok(Plan::new(files, summary))
