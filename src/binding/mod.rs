@@ -449,12 +449,16 @@ static TEARDOWNS: Mutex<Vec<(usize, std::time::Instant)>> = Mutex::new(Vec::new(
 
 /// Cancels every call of `env_id` (the first time it is asked) and returns the environment's deadline.
 fn teardown_deadline(env_id: usize) -> std::time::Instant {
-  let mut teardowns = TEARDOWNS.lock().unwrap_or_else(|p| p.into_inner());
-  if let Some((_, deadline)) = teardowns.iter().find(|(id, _)| *id == env_id) {
-    return *deadline;
-  }
-  let deadline = std::time::Instant::now() + TEARDOWN_WAIT;
-  teardowns.push((env_id, deadline));
+  let deadline = {
+    // Released before LIVE_CALLS is taken: `forget_call` takes the two the other way round.
+    let mut teardowns = TEARDOWNS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, deadline)) = teardowns.iter().find(|(id, _)| *id == env_id) {
+      return *deadline;
+    }
+    let deadline = std::time::Instant::now() + TEARDOWN_WAIT;
+    teardowns.push((env_id, deadline));
+    deadline
+  };
   for (_, token, _) in LIVE_CALLS
     .lock()
     .unwrap_or_else(|p| p.into_inner())
