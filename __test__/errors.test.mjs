@@ -410,7 +410,10 @@ test('a many-file call that fails names every failed file and what completed; co
     assert.ok(stopped.failures.length >= 1 && stopped.failures.length <= 3, JSON.stringify(stopped.failures))
     for (const f of stopped.failures) checkFailure(f, 'a/', src)
     assert.equal(stopped.key, stopped.failures[0].key)
-    assert.equal(stopped.summary.files, (await listKeys(bucket, 'a/')).length)
+    // Completed files are stored; a PutObject under way when the call stopped may have landed too (the server
+    // had it before the client dropped the request), so the bucket can hold more than the summary counts.
+    const stored = await listKeys(bucket, 'a/')
+    assert.ok(stopped.summary.files <= stored.length && stored.every((k) => !k.includes('bad-')), `${stopped.summary.files} counted, stored ${stored}`)
 
     // continueOnError: every other file goes up; the error lists exactly the three.
     const partial = await client.upload({ bucket, localDir: src, keyPrefix: 'b', continueOnError: true }).then(() => assert.fail('resolved'), (e) => e)
