@@ -486,6 +486,8 @@ fn forget_call(finished: &Arc<Finished>) {
 struct Finished {
   done: Mutex<bool>,
   changed: std::sync::Condvar,
+  /// The environment's teardown ran this call's cleanup hook: it is gone, and must not be removed again.
+  hook_ran: std::sync::atomic::AtomicBool,
 }
 
 impl Finished {
@@ -529,6 +531,7 @@ fn control(env: &Env, parts: options::CallParts) -> Result<CallSetup> {
   let teardown = env.add_env_cleanup_hook((env_id, finished.clone()), |(env_id, finished)| {
     // The first of an environment's hooks cancels all its calls and starts one shared deadline; each hook then
     // waits for its own call within it, so a teardown waits at most TEARDOWN_WAIT in all.
+    finished.hook_ran.store(true, std::sync::atomic::Ordering::SeqCst);
     let deadline = teardown_deadline(env_id);
     finished.wait(deadline.saturating_duration_since(std::time::Instant::now()));
     forget_call(&finished);
@@ -567,7 +570,7 @@ where
     teardown,
     finished,
   } = setup;
-  let (cancel, settled) = (control.cancel.clone(), finished.clone());
+  let (cancel, settled, settled_hook) = (control.cancel.clone(), finished.clone(), finished.clone());
   // The work runs on the engine's own runtime (see `runtime::engine_runtime`); napi's only awaits it.
   let work = runtime::engine_runtime().spawn(async move {
     let _finished = SetOnDrop(finished);
@@ -584,6 +587,12 @@ where
         Ok(done) => done,
         Err(e) => (Err(engine::Error::Internal { message: e.to_string() }), None),
       };
+      if settled_hook.hook_ran.load(std::sync::atomic::Ordering::SeqCst) {
+        // The environment is being torn down (its promise machinery closed before the hook ran): settling now
+        // would reach into a dying environment. Nothing is waiting for this promise; never settle it.
+        drop(callback);
+        return std::future::pending().await;
+      }
       if let (Ok(out), Some(callback)) = (&result, &callback) {
         let summary = out.summary();
         let last = TransferProgress {
@@ -605,8 +614,11 @@ where
       Ok(result)
     },
     move |env, result| {
-      // The call is over; its environment's teardown no longer concerns it.
-      let _ = env.remove_env_cleanup_hook(teardown);
+      // The call is over; its environment's teardown no longer concerns it. When the teardown has begun (the
+      // work finished while the hook waited, and the queue still delivered this), the hook is spent already.
+      if !settled.hook_ran.load(std::sync::atomic::Ordering::SeqCst) {
+        let _ = env.remove_env_cleanup_hook(teardown);
+      }
       forget_call(&settled);
       match result {
         Ok(out) => Ok(out.into_js()),
