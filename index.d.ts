@@ -73,10 +73,14 @@ export interface ClientOptions {
   /** Address buckets as `endpoint/bucket/key` (most S3-compatible stores need this). Default `false`. */
   forcePathStyle?: boolean
   /**
-   * Explicit credentials. Default: the standard AWS chain (environment, shared config and credentials files,
-   * SSO, container and instance metadata; the metadata lookup gives up after 250 ms off EC2).
+   * Explicit credentials, or an async function returning them (an AWS SDK v3 credential provider such as
+   * `fromIni()` or `fromNodeProviderChain()`), called again before they expire. Default: the standard AWS chain
+   * (environment, shared config and credentials files with SSO and processes, web identity, container and
+   * instance metadata; the metadata lookup gives up after 250 ms off EC2).
    */
-  credentials?: Credentials
+  credentials?: Credentials | (() => Promise<ProvidedCredentials>)
+  /** Send requests unsigned, for public buckets: no credentials are looked for. Default `false`. */
+  anonymous?: boolean
   /** Named profile of the shared AWS config files. */
   profile?: string
   /** Hard cap on open connections and requests in flight, across every call on the client. Default 50. */
@@ -168,6 +172,12 @@ export interface ContentAddressedUploadRequest {
   progressIntervalMs?: number
   /** This request's own bandwidth cap in bytes per second, instead of the client's. */
   maxBandwidth?: number
+  /**
+   * The AWS account id (12 digits) that must own the bucket: sent with every request of the call
+   * (`x-amz-expected-bucket-owner`), so a bucket that changed hands refuses with `AccessDenied` instead of
+   * receiving the data.
+   */
+  expectedBucketOwner?: string
 }
 
 /** What `uploadContentAddressed` resolves to: the summary, and the manifest. */
@@ -266,6 +276,18 @@ export interface DownloadRequest {
    * failures (`err.failures`). Default `false`: the first failure stops the call.
    */
   continueOnError?: boolean
+  /**
+   * SSE-C: encrypt with (upload) or decrypt with (download) this 256-bit customer key: its 32 bytes, or their
+   * base64 (44 characters). Sent with every request that reads or writes object data, never logged; S3 keeps
+   * only its MD5. An object stored with one cannot be read without it.
+   */
+  sseCustomerKey?: string | Uint8Array
+  /**
+   * The AWS account id (12 digits) that must own the bucket: sent with every request of the call
+   * (`x-amz-expected-bucket-owner`), so a bucket that changed hands refuses with `AccessDenied` instead of
+   * receiving the data.
+   */
+  expectedBucketOwner?: string
 }
 
 /** One file of a call that failed (`err.failures`). */
@@ -336,6 +358,12 @@ export interface ManifestDownloadRequest {
   progressIntervalMs?: number
   /** This request's own bandwidth cap in bytes per second, instead of the client's. */
   maxBandwidth?: number
+  /**
+   * The AWS account id (12 digits) that must own the bucket: sent with every request of the call
+   * (`x-amz-expected-bucket-owner`), so a bucket that changed hands refuses with `AccessDenied` instead of
+   * receiving the data.
+   */
+  expectedBucketOwner?: string
 }
 
 /** One file of a dry run. */
@@ -351,6 +379,21 @@ export interface PlannedTransfer {
    * would be transferred.
    */
   skip?: 'unchanged' | 'exists'
+}
+
+/**
+ * What a credentials function resolves to: the shape of the AWS SDK for JavaScript v3's providers
+ * (`fromIni()`, `fromSSO()`, `fromTemporaryCredentials()`, `fromNodeProviderChain()`, ...).
+ */
+export interface ProvidedCredentials {
+  accessKeyId: string
+  secretAccessKey: string
+  sessionToken?: string
+  /**
+   * When they stop working; they are asked for again 5 minutes before (half their lifetime when shorter
+   * than 10 minutes). Without one they are asked for once.
+   */
+  expiration?: Date
 }
 
 /** The settings a client runs with, defaults and derived values resolved. */
@@ -454,6 +497,34 @@ export interface UploadFileEntry {
   path: string
   /** Destination key. */
   key: string
+  /**
+   * Object settings of this file alone: each one given replaces the request's.
+   * `Content-Type`. Default: guessed from the file's extension (`.png` → `image/png`, as the AWS CLI does),
+   * else `application/octet-stream`.
+   */
+  contentType?: string
+  /** `Cache-Control`, e.g. `max-age=3600`. */
+  cacheControl?: string
+  /**
+   * `Content-Disposition`, e.g. `attachment; filename="scene.blend"` (printable ASCII; use `filename*=UTF-8''...`
+   * for other characters).
+   */
+  contentDisposition?: string
+  /** `Content-Encoding`, e.g. `gzip` for a file stored compressed. */
+  contentEncoding?: string
+  /** `Content-Language`, e.g. `en`. */
+  contentLanguage?: string
+  /**
+   * User-defined metadata, stored as `x-amz-meta-<name>` headers (names are stored lowercase); at most 2 KB of
+   * names and values, printable ASCII.
+   */
+  metadata?: Record<string, string>
+  /** Object tags (at most 10; keys up to 128 characters, values up to 256). */
+  tagging?: Record<string, string>
+  /** Storage class. Default: the bucket's (`STANDARD`). */
+  storageClass?: 'STANDARD' | 'STANDARD_IA' | 'ONEZONE_IA' | 'INTELLIGENT_TIERING' | 'GLACIER_IR' | 'GLACIER' | 'DEEP_ARCHIVE' | 'REDUCED_REDUNDANCY' | 'EXPRESS_ONEZONE' | 'OUTPOSTS' | 'SNOW' | 'FSX_OPENZFS' | 'FSX_ONTAP' | 'AWS_BACKUP_WARM' | 'AWS_BACKUP_LOW_COST_WARM'
+  /** A canned ACL. Default: none sent (buckets with ACLs disabled refuse any other than `bucket-owner-full-control`). */
+  acl?: 'private' | 'public-read' | 'public-read-write' | 'authenticated-read' | 'aws-exec-read' | 'bucket-owner-read' | 'bucket-owner-full-control'
 }
 
 /** What to upload: `files`, or `localDir` (+ `keyPrefix`). */
@@ -513,4 +584,56 @@ export interface UploadRequest {
    * (`err.failures`). Default `false`: the first failure stops the call.
    */
   continueOnError?: boolean
+  /**
+   * How the objects are stored (a `files` entry's own settings replace these, field by field). Multipart
+   * uploads send them with CreateMultipartUpload, single uploads with PutObject.
+   * `Content-Type`. Default: guessed from the file's extension (`.png` → `image/png`, as the AWS CLI does),
+   * else `application/octet-stream`.
+   */
+  contentType?: string
+  /** `Cache-Control`, e.g. `max-age=3600`. */
+  cacheControl?: string
+  /**
+   * `Content-Disposition`, e.g. `attachment; filename="scene.blend"` (printable ASCII; use `filename*=UTF-8''...`
+   * for other characters).
+   */
+  contentDisposition?: string
+  /** `Content-Encoding`, e.g. `gzip` for a file stored compressed. */
+  contentEncoding?: string
+  /** `Content-Language`, e.g. `en`. */
+  contentLanguage?: string
+  /**
+   * User-defined metadata, stored as `x-amz-meta-<name>` headers (names are stored lowercase); at most 2 KB of
+   * names and values, printable ASCII.
+   */
+  metadata?: Record<string, string>
+  /** Object tags (at most 10; keys up to 128 characters, values up to 256). */
+  tagging?: Record<string, string>
+  /** Storage class. Default: the bucket's (`STANDARD`). */
+  storageClass?: 'STANDARD' | 'STANDARD_IA' | 'ONEZONE_IA' | 'INTELLIGENT_TIERING' | 'GLACIER_IR' | 'GLACIER' | 'DEEP_ARCHIVE' | 'REDUCED_REDUNDANCY' | 'EXPRESS_ONEZONE' | 'OUTPOSTS' | 'SNOW' | 'FSX_OPENZFS' | 'FSX_ONTAP' | 'AWS_BACKUP_WARM' | 'AWS_BACKUP_LOW_COST_WARM'
+  /** A canned ACL. Default: none sent (buckets with ACLs disabled refuse any other than `bucket-owner-full-control`). */
+  acl?: 'private' | 'public-read' | 'public-read-write' | 'authenticated-read' | 'aws-exec-read' | 'bucket-owner-read' | 'bucket-owner-full-control'
+  /**
+   * Guess `contentType` from the extension when it is not given (`false`: `application/octet-stream`).
+   * Default `true`.
+   */
+  guessContentType?: boolean
+  /** Server-side encryption: `AES256` (S3-managed keys), `aws:kms` or `aws:kms:dsse`. Default: the bucket's. */
+  sse?: 'AES256' | 'aws:kms' | 'aws:kms:dsse'
+  /** The KMS key (id, ARN or alias) for `sse: 'aws:kms'` / `'aws:kms:dsse'`. Default: the AWS managed key. */
+  sseKmsKeyId?: string
+  /** Use an S3 Bucket Key with `sse: 'aws:kms'` (fewer KMS requests, lower cost). */
+  bucketKeyEnabled?: boolean
+  /**
+   * SSE-C: encrypt with (upload) or decrypt with (download) this 256-bit customer key: its 32 bytes, or their
+   * base64 (44 characters). Sent with every request that reads or writes object data, never logged; S3 keeps
+   * only its MD5. An object stored with one cannot be read without it.
+   */
+  sseCustomerKey?: string | Uint8Array
+  /**
+   * The AWS account id (12 digits) that must own the bucket: sent with every request of the call
+   * (`x-amz-expected-bucket-owner`), so a bucket that changed hands refuses with `AccessDenied` instead of
+   * receiving the data.
+   */
+  expectedBucketOwner?: string
 }

@@ -71,14 +71,19 @@ function normalize(err) {
 // The names each object takes, as index.d.ts declares them (module.test.mjs checks the two agree). A misspelt
 // name (`keyprefix`) would otherwise be dropped by the conversion and the call would do something else: upload
 // to the bucket's root, say. So an unknown name is an ERR_INVALID_ARG_VALUE before anything is sent.
-const CLIENT_OPTIONS = ['region', 'endpoint', 'forcePathStyle', 'credentials', 'profile', 'maxPoolConnections', 'uploadWorkers',
+const CLIENT_OPTIONS = ['region', 'endpoint', 'forcePathStyle', 'credentials', 'anonymous', 'profile', 'maxPoolConnections', 'uploadWorkers',
   'downloadWorkers', 'partSize', 'multipartThreshold', 'smallFileThresholdMultiplier', 'maxAttempts', 'connectTimeoutMs',
   'readTimeoutMs', 'checksum', 'checksumAlgorithm', 'maxBandwidth', 'configFile', 'cacheDir']
-const CALL = ['bucket', 'signal', 'onProgress', 'progressIntervalMs', 'maxBandwidth']
+const CALL = ['bucket', 'signal', 'onProgress', 'progressIntervalMs', 'maxBandwidth', 'expectedBucketOwner']
+// Object settings a `files` entry may set for itself; the request may also set the encryption ones.
+const OBJECT = ['contentType', 'cacheControl', 'contentDisposition', 'contentEncoding', 'contentLanguage', 'metadata', 'tagging',
+  'storageClass', 'acl']
 const FIELDS = {
   ClientOptions: CLIENT_OPTIONS,
-  UploadRequest: [...CALL, 'files', 'localDir', 'keyPrefix', 'resumable', 'filter', 'followSymlinks', 'skipUnchanged', 'dryRun', 'continueOnError'],
-  DownloadRequest: [...CALL, 'objects', 'localDir', 'keyPrefix', 'conflict', 'filter', 'skipUnchanged', 'dryRun', 'continueOnError'],
+  UploadRequest: [...CALL, 'files', 'localDir', 'keyPrefix', 'resumable', 'filter', 'followSymlinks', 'skipUnchanged', 'dryRun', 'continueOnError',
+    ...OBJECT, 'guessContentType', 'sse', 'sseKmsKeyId', 'bucketKeyEnabled', 'sseCustomerKey'],
+  UploadFileEntry: ['path', 'key', ...OBJECT],
+  DownloadRequest: [...CALL, 'objects', 'localDir', 'keyPrefix', 'conflict', 'filter', 'skipUnchanged', 'dryRun', 'continueOnError', 'sseCustomerKey'],
   ContentAddressedUploadRequest: [...CALL, 'rootPrefix', 'localDir', 'files', 'manifestKey', 'resumable'],
   ManifestDownloadRequest: [...CALL, 'rootPrefix', 'manifest', 'manifestKey', 'localDir', 'conflict'],
   FilterSets: ['include', 'exclude'],
@@ -142,12 +147,62 @@ function badEntry(request, kinds) {
         const want = strings ? 'a path string' : field === 'files' ? 'an object { path, key }' : 'an object { key, path }'
         return argTypeError(`${field}[${i}] must be ${want}, got ${entry === null ? 'null' : typeof entry}`)
       }
+      if (field === 'files' && !strings) {
+        const unknown = unknownName(entry, ['UploadFileEntry'], `files[${i}]`)
+        if (unknown) return unknown
+      }
     }
   }
   return null
 }
 
-function run(call, request, kinds) {
+/**
+ * A credentials function (an AWS SDK v3 provider such as `fromIni()`) as the binding calls it: always a promise of
+ * `{ accessKeyId, secretAccessKey, sessionToken?, expiration? }` with `expiration` in milliseconds. A provider that
+ * throws, or resolves to a bad shape, fails the call with ERR_CREDENTIALS; `state.error` keeps what it threw, which
+ * becomes that error's `cause`.
+ */
+function credentialsFunction(provider) {
+  const state = { error: undefined }
+  const failed = (e) => {
+    state.error = e
+    throw e
+  }
+  const wrapped = async () => {
+    let c
+    try {
+      c = await provider()
+    } catch (e) {
+      failed(e)
+    }
+    if (c === null || typeof c !== 'object') {
+      failed(argTypeError(`the credentials function must resolve to { accessKeyId, secretAccessKey, sessionToken?, expiration? }, got ${c === null ? 'null' : typeof c}`))
+    }
+    for (const name of ['accessKeyId', 'secretAccessKey']) {
+      if (typeof c[name] !== 'string') failed(argTypeError(`the credentials function resolved to an object whose ${name} is not a string`))
+    }
+    if (c.sessionToken != null && typeof c.sessionToken !== 'string') {
+      failed(argTypeError('the credentials function resolved to an object whose sessionToken is not a string'))
+    }
+    let expiration
+    if (c.expiration != null) {
+      expiration = new Date(c.expiration).getTime()
+      if (Number.isNaN(expiration)) failed(argTypeError('the credentials function resolved to an expiration that is not a date'))
+    }
+    state.error = undefined
+    return { accessKeyId: c.accessKeyId, secretAccessKey: c.secretAccessKey, sessionToken: c.sessionToken ?? undefined, expiration }
+  }
+  return { wrapped, state }
+}
+
+/** The options with a credentials function wrapped (see `credentialsFunction`), and that function's state. */
+function withCredentials(options) {
+  if (options == null || typeof options.credentials !== 'function') return { options, credentials: undefined }
+  const { wrapped, state } = credentialsFunction(options.credentials)
+  return { options: { ...options, credentials: wrapped }, credentials: state }
+}
+
+function run(call, request, kinds, credentials) {
   if (request === null || typeof request !== 'object') {
     return Promise.reject(argTypeError(`the request must be an object, got ${request === null ? 'null' : typeof request}`))
   }
@@ -205,10 +260,13 @@ function run(call, request, kinds) {
       settle()
       if (callbackThrew) throw callbackError
       if (err && err.code === 'ABORT_ERR' && signal?.aborted) err.cause = signal.reason
+      if (err && err.code === 'ERR_CREDENTIALS' && credentials?.error !== undefined) err.cause = credentials.error
       throw normalize(err)
     },
   )
 }
+
+const CREDENTIALS = new WeakMap()
 
 class TransferClient extends native.TransferClient {
   constructor(options) {
@@ -217,36 +275,44 @@ class TransferClient extends native.TransferClient {
     }
     const unknown = options && unknownName(options, ['ClientOptions'], 'ClientOptions')
     if (unknown) throw unknown
+    const given = withCredentials(options)
     try {
-      super(options)
+      super(given.options)
     } catch (e) {
       throw normalize(e)
     }
+    CREDENTIALS.set(this, given.credentials)
   }
 
   upload(request) {
-    return run((r) => super.upload(r), request, ['UploadRequest'])
+    return run((r) => super.upload(r), request, ['UploadRequest'], CREDENTIALS.get(this))
   }
 
   download(request) {
-    return run((r) => super.download(r), request, ['DownloadRequest'])
+    return run((r) => super.download(r), request, ['DownloadRequest'], CREDENTIALS.get(this))
   }
 
   uploadContentAddressed(request) {
-    return run((r) => super.uploadContentAddressed(r), request, ['ContentAddressedUploadRequest'])
+    return run((r) => super.uploadContentAddressed(r), request, ['ContentAddressedUploadRequest'], CREDENTIALS.get(this))
   }
 
   downloadManifest(request) {
-    return run((r) => super.downloadManifest(r), request, ['ManifestDownloadRequest'])
+    return run((r) => super.downloadManifest(r), request, ['ManifestDownloadRequest'], CREDENTIALS.get(this))
   }
 }
 
+/** A one-shot call: the request's client options with a credentials function wrapped. */
+function once(call, request, kind) {
+  const given = request !== null && typeof request === 'object' ? withCredentials(request) : { options: request }
+  return run(call, given.options, ['ClientOptions', kind], given.credentials)
+}
+
 function upload(request) {
-  return run(native.upload, request, ['ClientOptions', 'UploadRequest'])
+  return once(native.upload, request, 'UploadRequest')
 }
 
 function download(request) {
-  return run(native.download, request, ['ClientOptions', 'DownloadRequest'])
+  return once(native.download, request, 'DownloadRequest')
 }
 
 module.exports = { TransferClient, upload, download }

@@ -396,3 +396,49 @@ function writeConfig(dir, line) {
   writeFileSync(file, `[settings]\n${line}\n`)
   return file
 }
+
+test('object settings, SSE-C, the expected owner and unsigned requests from the command line', async () => {
+  const { env, flags } = await cliEnv()
+  const { HeadObjectCommand, GetObjectTaggingCommand } = await import('@aws-sdk/client-s3')
+  const { s3 } = await import('./helpers.mjs')
+  const sdk = await s3()
+  const bucket = await makeBucket('cli-settings')
+  const dir = tempDir()
+  writeTree(path.join(dir, 'src'), { 'a.png': 'png', 'secret/b.bin': bytes(1000, 3) })
+  const settings = ['--cache-control', 'max-age=60', '--metadata', 'job=42,node=ws7', '--metadata', 'frame=1',
+    '--tagging', 'project=alpha&team=fx', '--storage-class', 'STANDARD_IA', '--sse', 'AES256', '--expected-bucket-owner', '111122223333']
+  const up = run(['upload', ...flags, ...settings, '--exclude', 'secret/*', path.join(dir, 'src'), `s3://${bucket}/job/`], env)
+  assert.equal(up.status, 0, up.stderr)
+  const h = await sdk.send(new HeadObjectCommand({ Bucket: bucket, Key: 'job/a.png' }))
+  assert.equal(h.ContentType, 'image/png')
+  assert.equal(h.CacheControl, 'max-age=60')
+  assert.deepEqual(h.Metadata, { job: '42', node: 'ws7', frame: '1' })
+  assert.equal(h.StorageClass, 'STANDARD_IA')
+  assert.equal(h.ServerSideEncryption, 'AES256')
+  const tagSet = (await sdk.send(new GetObjectTaggingCommand({ Bucket: bucket, Key: 'job/a.png' }))).TagSet
+  assert.deepEqual(Object.fromEntries(tagSet.map((t) => [t.Key, t.Value])), { project: 'alpha', team: 'fx' })
+
+  // SSE-C from a key file: up, and down only with the key.
+  const keyFile = path.join(dir, 'key.bin')
+  writeFileSync(keyFile, bytes(32, 5))
+  const enc = run(['upload', ...flags, '--sse-c-key-file', keyFile, path.join(dir, 'src', 'secret'), `s3://${bucket}/enc/`], env)
+  assert.equal(enc.status, 0, enc.stderr)
+  const denied = run(['download', ...flags, `s3://${bucket}/enc/`, path.join(dir, 'nokey')], env)
+  assert.equal(denied.status, 1)
+  const dec = run(['download', ...flags, '--sse-c-key', bytes(32, 5).toString('base64'), `s3://${bucket}/enc/`, path.join(dir, 'out')], env)
+  assert.equal(dec.status, 0, dec.stderr)
+  assert.deepEqual(treeHashes(path.join(dir, 'out')), treeHashes(path.join(dir, 'src', 'secret')))
+
+  // Bad values are refused before any request: the library's coded error (exit 1), or a usage error (exit 2).
+  const bad = run(['upload', ...flags, '--storage-class', 'CHEAP', path.join(dir, 'src'), `s3://${bucket}/x/`], env)
+  assert.equal(bad.status, 1)
+  assert.match(bad.stderr, /ERR_INVALID_ARG_VALUE: storageClass 'CHEAP' is not one of/)
+  const pairs = run(['upload', ...flags, '--metadata', 'novalue', path.join(dir, 'src'), `s3://${bucket}/x/`], env)
+  assert.equal(pairs.status, 2)
+  assert.match(pairs.stderr, /expected name=value, got 'novalue'/)
+
+  // --no-sign-request: unsigned, so a private bucket refuses it (AccessDenied, exit 1).
+  const unsigned = run(['download', ...flags, '--no-sign-request', `s3://${bucket}/job/`, path.join(dir, 'anon')], env)
+  assert.equal(unsigned.status, 1)
+  assert.match(unsigned.stderr, /AccessDenied/)
+})

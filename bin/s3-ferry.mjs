@@ -129,6 +129,7 @@ function clientFrom(opts) {
   if (opts.endpoint) options.endpoint = opts.endpoint
   if (opts.region) options.region = opts.region
   if (opts.profile) options.profile = opts.profile
+  if (opts.signRequest === false) options.anonymous = true
   if (opts.pathStyle) options.forcePathStyle = true
   if (opts.pool) options.maxPoolConnections = opts.pool
   if (opts.workers) Object.assign(options, { uploadWorkers: opts.workers, downloadWorkers: opts.workers })
@@ -268,11 +269,78 @@ function selected(opts) {
   }
 }
 
+/** `name=value` pairs, repeatable, also several in one argument (`a=1,b=2`, or `a=1&b=2` as S3 writes tags). */
+function pairs(separator) {
+  return (text, previous = {}) => {
+    const out = { ...previous }
+    for (const item of text.split(separator)) {
+      if (!item) continue
+      const eq = item.indexOf('=')
+      if (eq <= 0) throw new InvalidArgumentError(`expected name=value, got '${item}'`)
+      out[item.slice(0, eq)] = item.slice(eq + 1)
+    }
+    return out
+  }
+}
+
+/** How uploaded objects are stored (the AWS CLI's flag names). */
+function objectSettings(cmd) {
+  return cmd
+    .option('--content-type <type>', 'Content-Type of every object (default: guessed from the file extension)')
+    .option('--no-guess-mime-type', 'send no Content-Type unless --content-type is given')
+    .option('--cache-control <value>', 'Cache-Control of every object, e.g. max-age=3600')
+    .option('--content-disposition <value>', 'Content-Disposition of every object')
+    .option('--content-encoding <value>', 'Content-Encoding of every object, e.g. gzip')
+    .option('--content-language <value>', 'Content-Language of every object')
+    .option('--metadata <name=value>', 'user metadata x-amz-meta-<name> (repeatable, or a=1,b=2)', pairs(','))
+    .option('--tagging <name=value>', 'object tags (repeatable, or a=1&b=2)', pairs('&'))
+    .option('--storage-class <class>', 'STANDARD, STANDARD_IA, INTELLIGENT_TIERING, GLACIER_IR, ...')
+    .option('--acl <acl>', 'canned ACL: private, public-read, bucket-owner-full-control, ...')
+    .option('--sse <algorithm>', 'server-side encryption: AES256, aws:kms or aws:kms:dsse')
+    .option('--sse-kms-key-id <id>', 'the KMS key for --sse aws:kms (id, ARN or alias)')
+    .option('--bucket-key-enabled', 'use an S3 Bucket Key with --sse aws:kms')
+}
+
+/** The request fields `objectSettings` gives. */
+function objectFields(opts) {
+  const fields = {
+    contentType: opts.contentType,
+    cacheControl: opts.cacheControl,
+    contentDisposition: opts.contentDisposition,
+    contentEncoding: opts.contentEncoding,
+    contentLanguage: opts.contentLanguage,
+    metadata: opts.metadata,
+    tagging: opts.tagging,
+    storageClass: opts.storageClass,
+    acl: opts.acl,
+    sse: opts.sse,
+    sseKmsKeyId: opts.sseKmsKeyId,
+    bucketKeyEnabled: opts.bucketKeyEnabled,
+    ...(opts.guessMimeType === false ? { guessContentType: false } : {}),
+  }
+  return Object.fromEntries(Object.entries(fields).filter(([, v]) => v !== undefined))
+}
+
+/** SSE-C, for uploads and downloads alike. */
+function customerKey(cmd) {
+  return cmd
+    .option('--sse-c-key <key>', 'SSE-C: encrypt/decrypt with this 256-bit key (base64, or 32 characters)')
+    .option('--sse-c-key-file <file>', 'SSE-C: the key is the 32 bytes of this file')
+}
+
+function customerKeyField(opts, command) {
+  if (opts.sseCKey && opts.sseCKeyFile) throw new UsageError('give --sse-c-key or --sse-c-key-file, not both', command)
+  if (opts.sseCKeyFile) return { sseCustomerKey: readFileSync(opts.sseCKeyFile) }
+  return opts.sseCKey ? { sseCustomerKey: opts.sseCKey } : {}
+}
+
 function common(cmd) {
   return cmd
     .option('--endpoint <url>', 'endpoint of an S3-compatible store, e.g. http://127.0.0.1:9000')
     .option('--region <region>', 'AWS region (default: AWS_REGION, the profile, else us-east-1)')
     .option('--profile <name>', 'named profile of the shared AWS config files')
+    .option('--no-sign-request', 'send unsigned requests (public buckets); no credentials are looked for')
+    .option('--expected-bucket-owner <account>', 'the AWS account id that must own the bucket (else AccessDenied)')
     .option('--path-style', 'path-style addressing (most S3-compatible stores need it)')
     .option('--pool <n>', 'max connections and requests in flight (default 50)', positiveInt)
     .option('--workers <n>', 'big files in flight (default derived from the pool)', positiveInt)
@@ -283,6 +351,8 @@ function common(cmd) {
     .option('--no-progress', 'no progress display: only the summary (and errors)')
     .option('-q, --quiet', 'errors only: no progress, no summary')
 }
+
+const owner = (opts) => (opts.expectedBucketOwner ? { expectedBucketOwner: opts.expectedBucketOwner } : {})
 
 function attachments(cmd) {
   return cmd
@@ -299,7 +369,7 @@ export function program() {
     .version(version, '-V, --version', 'print the version')
     .showHelpAfterError()
     .exitOverride()
-  selection(common(prog.command('upload')))
+  customerKey(objectSettings(selection(common(prog.command('upload')))))
     .option('--follow-symlinks', 'follow symlinks in a directory upload (a link back up the tree is skipped); default: links are skipped')
     .description('upload a directory (to prefix/relative path) or files (to prefix/file name; one file to a key without /)')
     .addHelpText(
@@ -311,6 +381,7 @@ export function program() {
         'upload --max-bandwidth 10MB/s --no-progress ./bundle s3://jobs/job-42/',
         'upload --exclude ".git/*" --exclude "*.tmp" ./bundle s3://jobs/job-42/',
         'upload --skip-unchanged --dryrun ./bundle s3://jobs/job-42/   # what a sync would send',
+        'upload --storage-class INTELLIGENT_TIERING --sse aws:kms --metadata job=42 ./bundle s3://jobs/job-42/',
       ),
     )
     .argument('<source...>', 'a directory, or one or more files, then the destination s3://bucket/prefix/')
@@ -332,9 +403,10 @@ export function program() {
         const folder = prefix && !prefix.endsWith('/') ? `${prefix}/` : prefix
         request = { bucket, files: sources.map((p) => ({ path: path.resolve(p), key: folder + path.basename(p) })), ...selection }
       }
+      Object.assign(request, objectFields(opts), customerKeyField(opts, 'upload'), owner(opts))
       process.exitCode = await transfer('upload', opts, request)
     })
-  selection(common(prog.command('download')))
+  customerKey(selection(common(prog.command('download'))))
     .description('download every key under s3://bucket/prefix/ into a directory (s3://bucket/key: that object, into it)')
     .addHelpText(
       'after',
@@ -355,7 +427,7 @@ export function program() {
         .default('overwrite'),
     )
     .action(async ({ bucket, prefix }, localDir, opts) => {
-      const request = { bucket, keyPrefix: prefix, localDir, conflict: opts.conflict, ...selected(opts) }
+      const request = { bucket, keyPrefix: prefix, localDir, conflict: opts.conflict, ...selected(opts), ...customerKeyField(opts, 'download'), ...owner(opts) }
       process.exitCode = await transfer('download', opts, request)
     })
   attachments(common(prog.command('upload-attachments')))
@@ -369,7 +441,7 @@ export function program() {
       if (!opts.manifest && !opts.manifestKey && !opts.json) {
         throw new UsageError('give --manifest <file> and/or --manifest-key <key>: the manifest is what a download needs', 'upload-attachments')
       }
-      const request = { bucket, rootPrefix: prefix, localDir, manifestKey: opts.manifestKey, resumable: !!opts.resumable }
+      const request = { bucket, rootPrefix: prefix, localDir, manifestKey: opts.manifestKey, resumable: !!opts.resumable, ...owner(opts) }
       process.exitCode = await transfer('uploadContentAddressed', opts, request, (out) => {
         if (opts.manifest) writeFileSync(opts.manifest, out.manifest)
         const { manifest, summary, ...rest } = out
@@ -385,7 +457,7 @@ export function program() {
       new Option('--conflict <policy>', 'when a destination exists with other content').choices(['overwrite', 'skip', 'createCopy', 'error']).default('overwrite'),
     )
     .action(async (manifest, { bucket, prefix }, localDir, opts) => {
-      const request = { bucket, rootPrefix: prefix, localDir, conflict: opts.conflict }
+      const request = { bucket, rootPrefix: prefix, localDir, conflict: opts.conflict, ...owner(opts) }
       if (manifest.startsWith('s3://')) {
         const stored = parseS3Url(manifest)
         if (stored.bucket !== bucket) {

@@ -65,18 +65,21 @@ function s3Error(res, status, code, message) {
  * Starts a proxy to `targetEndpoint` (an http:// URL); point a client's `endpoint` at the returned `endpoint`.
  * `faults`: { error500, slowDown, resetRequest, stall, cutResponse, stallBody, corruptBody } probabilities (their sum ≤ 1).
  * `applies(req)`: which requests may be faulted (default: all). `stats` counts requests, each fault, and
- * requests by S3 operation (`stats.operations.PutObject`, ...).
+ * requests by S3 operation (`stats.operations.PutObject`, ...). `refuse(req, op)`: an S3 error
+ * `{ status, code, message }` to answer instead of forwarding (as a store that checks something the local server
+ * does not: an expected bucket owner, an expired key), or null; counted in `stats.refused`. `stats.requestLog`
+ * keeps each request's operation and headers (`{ op, method, url, headers }`) when `log: true`.
  */
 export async function startFaultProxy(
   targetEndpoint,
-  { faults = {}, seed = 1, maxFaultsPerRequest = 2, applies = () => true, stallMs = 120_000 } = {},
+  { faults = {}, seed = 1, maxFaultsPerRequest = 2, applies = () => true, stallMs = 120_000, refuse = () => null, log = false } = {},
 ) {
   for (const name of Object.keys(faults)) if (!FAULTS.includes(name)) throw new Error(`unknown fault '${name}'`)
   const random = prng(seed)
   const target = new URL(targetEndpoint)
   const agent = new http.Agent({ keepAlive: true, maxSockets: 256 })
   const faultedTimes = new Map()
-  const stats = { requests: 0, passed: 0, operations: {}, ...Object.fromEntries(FAULTS.map((f) => [f, 0])) }
+  const stats = { requests: 0, passed: 0, refused: 0, operations: {}, requestLog: [], ...Object.fromEntries(FAULTS.map((f) => [f, 0])) }
   const sockets = new Set()
 
   const pick = (req) => {
@@ -156,6 +159,14 @@ export async function startFaultProxy(
     stats.requests++
     const op = operationOf(req)
     stats.operations[op] = (stats.operations[op] ?? 0) + 1
+    if (log) stats.requestLog.push({ op, method: req.method, url: req.url, headers: { ...req.headers } })
+    const refused = refuse(req, op)
+    if (refused) {
+      stats.refused++
+      req.resume()
+      req.on('end', () => s3Error(res, refused.status, refused.code, refused.message))
+      return
+    }
     const fault = pick(req)
     if (fault) stats[fault]++
     else stats.passed++

@@ -37,6 +37,20 @@ export function serverEnv(server) {
   }
 }
 
+/**
+ * More keys of the read-write identity, for tests of credentials that expire and are replaced: derived from its
+ * main key, so a process that found the server through `serverFromEnv` knows them too.
+ */
+export function rotatingCredentials(credentials, count = 12) {
+  return Array.from({ length: count }, (_, i) => ({
+    accessKeyId: `${credentials.accessKeyId}r${i}`,
+    secretAccessKey: `${credentials.secretAccessKey}r${i}`,
+  }))
+}
+
+/** A bucket anyone may read without credentials (`anonymous`), which tests create when they need it. */
+export const PUBLIC_BUCKET = 'ferry-public'
+
 /** The server `serverEnv` describes (its `stop` does nothing: it belongs to the process that started it), or null. */
 export function serverFromEnv(env = process.env) {
   if (!env.S3_FERRY_TEST_ENDPOINT) return null
@@ -128,7 +142,7 @@ export async function startS3Server({ log = false } = {}) {
       identities: [
         {
           name: 'ferry',
-          credentials: [{ accessKey: credentials.accessKeyId, secretKey: credentials.secretAccessKey }],
+          credentials: [credentials, ...rotatingCredentials(credentials)].map((c) => ({ accessKey: c.accessKeyId, secretKey: c.secretAccessKey })),
           actions: ['Admin', 'Read', 'Write', 'List', 'Tagging'],
         },
         {
@@ -136,6 +150,8 @@ export async function startS3Server({ log = false } = {}) {
           credentials: [{ accessKey: readOnlyCredentials.accessKeyId, secretKey: readOnlyCredentials.secretAccessKey }],
           actions: ['Read', 'List'],
         },
+        // Unsigned requests: only reading the public bucket.
+        { name: 'anonymous', actions: [`Read:${PUBLIC_BUCKET}`, `List:${PUBLIC_BUCKET}`] },
       ],
     }),
   )

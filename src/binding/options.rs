@@ -3,7 +3,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use napi::bindgen_prelude::{AbortSignal, Either};
+use std::collections::HashMap;
+
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use napi::bindgen_prelude::{AbortSignal, Buffer, Either, Promise};
 use napi::threadsafe_function::ThreadsafeFunction;
 use napi::Status;
 use napi_derive::napi;
@@ -19,6 +24,53 @@ pub struct Credentials {
   pub secret_access_key: String,
   /// For temporary credentials (STS, SSO).
   pub session_token: Option<String>,
+}
+
+/// What a credentials function resolves to: the shape of the AWS SDK for JavaScript v3's providers
+/// (`fromIni()`, `fromSSO()`, `fromTemporaryCredentials()`, `fromNodeProviderChain()`, ...).
+#[napi(object, object_to_js = false)]
+pub struct ProvidedCredentials {
+  pub access_key_id: String,
+  pub secret_access_key: String,
+  pub session_token: Option<String>,
+  /// When they stop working; they are asked for again 5 minutes before (half their lifetime when shorter
+  /// than 10 minutes). Without one they are asked for once.
+  #[napi(ts_type = "Date")]
+  pub expiration: Option<f64>,
+}
+
+/// A credentials function, called on the JavaScript thread (index.js wraps the caller's to settle a Promise of
+/// `ProvidedCredentials` with `expiration` in milliseconds). Weak: a client does not keep Node running.
+pub type CredentialsFunction = ThreadsafeFunction<(), Promise<ProvidedCredentials>, (), Status, false, true>;
+
+/// The engine's view of a credentials function.
+struct JsCredentials(CredentialsFunction);
+
+impl engine::FetchCredentials for Arc<JsCredentials> {
+  fn fetch(&self) -> BoxFuture<'static, Result<engine::Provided, String>> {
+    let f = self.clone();
+    Box::pin(async move {
+      let failed = |e: napi::Error| match e.reason.starts_with("the credentials function") {
+        true => e.reason.clone(),
+        false => format!("the credentials function failed: {}", e.reason),
+      };
+      let promise = f.0.call_async_catch(()).await.map_err(failed)?;
+      let c = promise.await.map_err(failed)?;
+      let expiration = match c.expiration {
+        None => None,
+        Some(ms) if ms.is_finite() && ms >= 0.0 => Some(std::time::UNIX_EPOCH + Duration::from_millis(ms as u64)),
+        Some(_) => return Err("the credentials function returned an expiration that is not a date".to_owned()),
+      };
+      Ok(engine::Provided {
+        credentials: StaticCredentials {
+          access_key_id: c.access_key_id,
+          secret_access_key: c.secret_access_key,
+          session_token: c.session_token,
+        },
+        expiration,
+      })
+    })
+  }
 }
 
 /// When uploads send a request checksum.
@@ -125,6 +177,21 @@ fn skip_unchanged(option: Option<Either<bool, String>>) -> Result<Option<engine:
   }
 }
 
+/// Whether a `files` entry sets any object setting of its own.
+macro_rules! object_fields {
+  ($f:expr) => {
+    $f.content_type.is_some()
+      || $f.cache_control.is_some()
+      || $f.content_disposition.is_some()
+      || $f.content_encoding.is_some()
+      || $f.content_language.is_some()
+      || $f.metadata.is_some()
+      || $f.tagging.is_some()
+      || $f.storage_class.is_some()
+      || $f.acl.is_some()
+  };
+}
+
 fn tree_only(what: &str, given: bool, tree: bool, list: &str) -> Result<(), Error> {
   match given && !tree {
     true => Err(Error::invalid_value(format!(
@@ -144,9 +211,14 @@ pub struct ClientOptions {
   pub endpoint: Option<String>,
   /// Address buckets as `endpoint/bucket/key` (most S3-compatible stores need this). Default `false`.
   pub force_path_style: Option<bool>,
-  /// Explicit credentials. Default: the standard AWS chain (environment, shared config and credentials files,
-  /// SSO, container and instance metadata; the metadata lookup gives up after 250 ms off EC2).
-  pub credentials: Option<Credentials>,
+  /// Explicit credentials, or an async function returning them (an AWS SDK v3 credential provider such as
+  /// `fromIni()` or `fromNodeProviderChain()`), called again before they expire. Default: the standard AWS chain
+  /// (environment, shared config and credentials files with SSO and processes, web identity, container and
+  /// instance metadata; the metadata lookup gives up after 250 ms off EC2).
+  #[napi(ts_type = "Credentials | (() => Promise<ProvidedCredentials>)")]
+  pub credentials: Option<Either<Credentials, CredentialsFunction>>,
+  /// Send requests unsigned, for public buckets: no credentials are looked for. Default `false`.
+  pub anonymous: Option<bool>,
   /// Named profile of the shared AWS config files.
   pub profile: Option<String>,
   /// Hard cap on open connections and requests in flight, across every call on the client. Default 50.
@@ -198,6 +270,34 @@ pub struct UploadFileEntry {
   pub path: String,
   /// Destination key.
   pub key: String,
+  /// Object settings of this file alone: each one given replaces the request's.
+  /// `Content-Type`. Default: guessed from the file's extension (`.png` → `image/png`, as the AWS CLI does),
+  /// else `application/octet-stream`.
+  pub content_type: Option<String>,
+  /// `Cache-Control`, e.g. `max-age=3600`.
+  pub cache_control: Option<String>,
+  /// `Content-Disposition`, e.g. `attachment; filename="scene.blend"` (printable ASCII; use `filename*=UTF-8''...`
+  /// for other characters).
+  pub content_disposition: Option<String>,
+  /// `Content-Encoding`, e.g. `gzip` for a file stored compressed.
+  pub content_encoding: Option<String>,
+  /// `Content-Language`, e.g. `en`.
+  pub content_language: Option<String>,
+  /// User-defined metadata, stored as `x-amz-meta-<name>` headers (names are stored lowercase); at most 2 KB of
+  /// names and values, printable ASCII.
+  pub metadata: Option<HashMap<String, String>>,
+  /// Object tags (at most 10; keys up to 128 characters, values up to 256).
+  pub tagging: Option<HashMap<String, String>>,
+  /// Storage class. Default: the bucket's (`STANDARD`).
+  #[napi(
+    ts_type = "'STANDARD' | 'STANDARD_IA' | 'ONEZONE_IA' | 'INTELLIGENT_TIERING' | 'GLACIER_IR' | 'GLACIER' | 'DEEP_ARCHIVE' | 'REDUCED_REDUNDANCY' | 'EXPRESS_ONEZONE' | 'OUTPOSTS' | 'SNOW' | 'FSX_OPENZFS' | 'FSX_ONTAP' | 'AWS_BACKUP_WARM' | 'AWS_BACKUP_LOW_COST_WARM'"
+  )]
+  pub storage_class: Option<String>,
+  /// A canned ACL. Default: none sent (buckets with ACLs disabled refuse any other than `bucket-owner-full-control`).
+  #[napi(
+    ts_type = "'private' | 'public-read' | 'public-read-write' | 'authenticated-read' | 'aws-exec-read' | 'bucket-owner-read' | 'bucket-owner-full-control'"
+  )]
+  pub acl: Option<String>,
 }
 
 /// An object and the local path it is downloaded to.
@@ -258,6 +358,54 @@ pub struct UploadRequest {
   /// Go on when a file fails: every other file is still uploaded, then the call rejects with all the failures
   /// (`err.failures`). Default `false`: the first failure stops the call.
   pub continue_on_error: Option<bool>,
+  /// How the objects are stored (a `files` entry's own settings replace these, field by field). Multipart
+  /// uploads send them with CreateMultipartUpload, single uploads with PutObject.
+  /// `Content-Type`. Default: guessed from the file's extension (`.png` → `image/png`, as the AWS CLI does),
+  /// else `application/octet-stream`.
+  pub content_type: Option<String>,
+  /// `Cache-Control`, e.g. `max-age=3600`.
+  pub cache_control: Option<String>,
+  /// `Content-Disposition`, e.g. `attachment; filename="scene.blend"` (printable ASCII; use `filename*=UTF-8''...`
+  /// for other characters).
+  pub content_disposition: Option<String>,
+  /// `Content-Encoding`, e.g. `gzip` for a file stored compressed.
+  pub content_encoding: Option<String>,
+  /// `Content-Language`, e.g. `en`.
+  pub content_language: Option<String>,
+  /// User-defined metadata, stored as `x-amz-meta-<name>` headers (names are stored lowercase); at most 2 KB of
+  /// names and values, printable ASCII.
+  pub metadata: Option<HashMap<String, String>>,
+  /// Object tags (at most 10; keys up to 128 characters, values up to 256).
+  pub tagging: Option<HashMap<String, String>>,
+  /// Storage class. Default: the bucket's (`STANDARD`).
+  #[napi(
+    ts_type = "'STANDARD' | 'STANDARD_IA' | 'ONEZONE_IA' | 'INTELLIGENT_TIERING' | 'GLACIER_IR' | 'GLACIER' | 'DEEP_ARCHIVE' | 'REDUCED_REDUNDANCY' | 'EXPRESS_ONEZONE' | 'OUTPOSTS' | 'SNOW' | 'FSX_OPENZFS' | 'FSX_ONTAP' | 'AWS_BACKUP_WARM' | 'AWS_BACKUP_LOW_COST_WARM'"
+  )]
+  pub storage_class: Option<String>,
+  /// A canned ACL. Default: none sent (buckets with ACLs disabled refuse any other than `bucket-owner-full-control`).
+  #[napi(
+    ts_type = "'private' | 'public-read' | 'public-read-write' | 'authenticated-read' | 'aws-exec-read' | 'bucket-owner-read' | 'bucket-owner-full-control'"
+  )]
+  pub acl: Option<String>,
+  /// Guess `contentType` from the extension when it is not given (`false`: `application/octet-stream`).
+  /// Default `true`.
+  pub guess_content_type: Option<bool>,
+  /// Server-side encryption: `AES256` (S3-managed keys), `aws:kms` or `aws:kms:dsse`. Default: the bucket's.
+  #[napi(ts_type = "'AES256' | 'aws:kms' | 'aws:kms:dsse'")]
+  pub sse: Option<String>,
+  /// The KMS key (id, ARN or alias) for `sse: 'aws:kms'` / `'aws:kms:dsse'`. Default: the AWS managed key.
+  pub sse_kms_key_id: Option<String>,
+  /// Use an S3 Bucket Key with `sse: 'aws:kms'` (fewer KMS requests, lower cost).
+  pub bucket_key_enabled: Option<bool>,
+  /// SSE-C: encrypt with (upload) or decrypt with (download) this 256-bit customer key: its 32 bytes, or their
+  /// base64 (44 characters). Sent with every request that reads or writes object data, never logged; S3 keeps
+  /// only its MD5. An object stored with one cannot be read without it.
+  #[napi(ts_type = "string | Uint8Array")]
+  pub sse_customer_key: Option<Either<String, Buffer>>,
+  /// The AWS account id (12 digits) that must own the bucket: sent with every request of the call
+  /// (`x-amz-expected-bucket-owner`), so a bucket that changed hands refuses with `AccessDenied` instead of
+  /// receiving the data.
+  pub expected_bucket_owner: Option<String>,
 }
 
 /// What to download: `objects`, or `keyPrefix` + `localDir`.
@@ -301,6 +449,15 @@ pub struct DownloadRequest {
   /// Go on when an object fails: every other one is still downloaded, then the call rejects with all the
   /// failures (`err.failures`). Default `false`: the first failure stops the call.
   pub continue_on_error: Option<bool>,
+  /// SSE-C: encrypt with (upload) or decrypt with (download) this 256-bit customer key: its 32 bytes, or their
+  /// base64 (44 characters). Sent with every request that reads or writes object data, never logged; S3 keeps
+  /// only its MD5. An object stored with one cannot be read without it.
+  #[napi(ts_type = "string | Uint8Array")]
+  pub sse_customer_key: Option<Either<String, Buffer>>,
+  /// The AWS account id (12 digits) that must own the bucket: sent with every request of the call
+  /// (`x-amz-expected-bucket-owner`), so a bucket that changed hands refuses with `AccessDenied` instead of
+  /// receiving the data.
+  pub expected_bucket_owner: Option<String>,
 }
 
 /// What `uploadContentAddressed` uploads: every file under `localDir` (or the `files` given, inside it).
@@ -330,6 +487,10 @@ pub struct ContentAddressedUploadRequest {
   pub progress_interval_ms: Option<f64>,
   /// This request's own bandwidth cap in bytes per second, instead of the client's.
   pub max_bandwidth: Option<f64>,
+  /// The AWS account id (12 digits) that must own the bucket: sent with every request of the call
+  /// (`x-amz-expected-bucket-owner`), so a bucket that changed hands refuses with `AccessDenied` instead of
+  /// receiving the data.
+  pub expected_bucket_owner: Option<String>,
 }
 
 /// What `downloadManifest` downloads: the files of a manifest, into `localDir`.
@@ -357,6 +518,10 @@ pub struct ManifestDownloadRequest {
   pub progress_interval_ms: Option<f64>,
   /// This request's own bandwidth cap in bytes per second, instead of the client's.
   pub max_bandwidth: Option<f64>,
+  /// The AWS account id (12 digits) that must own the bucket: sent with every request of the call
+  /// (`x-amz-expected-bucket-owner`), so a bucket that changed hands refuses with `AccessDenied` instead of
+  /// receiving the data.
+  pub expected_bucket_owner: Option<String>,
 }
 
 /// A number option that must be a positive integer.
@@ -393,7 +558,7 @@ impl ClientOptions {
   }
 
   /// The engine configuration: explicit options, else the config file, else the defaults; validated.
-  pub fn into_config(self) -> Result<ClientConfig, Error> {
+  pub fn into_config(mut self) -> Result<ClientConfig, Error> {
     let explicit = self.explicit_settings()?;
     let file = match settings::config_file_path(self.config_file.as_deref().map(Path::new)) {
       Some(path) => settings::read_config_file(&path)?,
@@ -403,11 +568,19 @@ impl ClientOptions {
       region: self.region.filter(|r| !r.is_empty()),
       endpoint: self.endpoint.filter(|e| !e.is_empty()),
       force_path_style: self.force_path_style.unwrap_or(false),
-      credentials: self.credentials.map(|c| StaticCredentials {
-        access_key_id: c.access_key_id,
-        secret_access_key: c.secret_access_key,
-        session_token: c.session_token,
-      }),
+      credentials: match &mut self.credentials {
+        Some(Either::A(c)) => Some(StaticCredentials {
+          access_key_id: std::mem::take(&mut c.access_key_id),
+          secret_access_key: std::mem::take(&mut c.secret_access_key),
+          session_token: c.session_token.take(),
+        }),
+        _ => None,
+      },
+      credential_source: match self.credentials.take() {
+        Some(Either::B(f)) => Some(engine::CredentialSource(Arc::new(Arc::new(JsCredentials(f))))),
+        _ => None,
+      },
+      anonymous: self.anonymous.unwrap_or(false),
       profile: self.profile,
       checksum: self.checksum.map(|c| match c {
         ChecksumPolicy::WhenSupported => ChecksumMode::WhenSupported,
@@ -503,7 +676,19 @@ impl CallRequest for UploadRequest {
       (Some(files), _) => engine::UploadSource::Files(
         files
           .into_iter()
-          .map(|f| engine::UploadFile {
+          .map(|mut f| engine::UploadFile {
+            object: object_fields!(f).then(|| engine::ObjectSettings {
+              content_type: f.content_type.take(),
+              cache_control: f.cache_control.take(),
+              content_disposition: f.content_disposition.take(),
+              content_encoding: f.content_encoding.take(),
+              content_language: f.content_language.take(),
+              metadata: f.metadata.take().map(|m| m.into_iter().collect()),
+              tagging: f.tagging.take().map(|m| m.into_iter().collect()),
+              storage_class: f.storage_class.take(),
+              acl: f.acl.take(),
+              ..Default::default()
+            }),
             path: PathBuf::from(f.path),
             key: f.key,
           })
@@ -524,7 +709,28 @@ impl CallRequest for UploadRequest {
       *f = filter(self.filter.take())?;
     }
     let request = engine::UploadRequest {
-      bucket: std::mem::take(&mut self.bucket),
+      bucket: bucket(
+        &self.bucket,
+        self.expected_bucket_owner.take(),
+        self.sse_customer_key.take(),
+      )?,
+      object: engine::ObjectSettings {
+        content_type: self.content_type.take(),
+        guess_content_type: self.guess_content_type.unwrap_or(true),
+        cache_control: self.cache_control.take(),
+        content_disposition: self.content_disposition.take(),
+        content_encoding: self.content_encoding.take(),
+        content_language: self.content_language.take(),
+        metadata: self.metadata.take().map(|m| m.into_iter().collect()),
+        tagging: self.tagging.take().map(|m| m.into_iter().collect()),
+        storage_class: self.storage_class.take(),
+        acl: self.acl.take(),
+        encryption: engine::Encryption {
+          algorithm: self.sse.take(),
+          kms_key_id: self.sse_kms_key_id.take(),
+          bucket_key_enabled: self.bucket_key_enabled,
+        },
+      },
       source,
       resumable: self.resumable.unwrap_or(false),
       skip_unchanged: skip_unchanged(self.skip_unchanged.take())?,
@@ -564,7 +770,11 @@ impl CallRequest for DownloadRequest {
       engine::DownloadSource::Objects(_) => tree_only("filter", self.filter.is_some(), false, "objects")?,
     }
     let request = engine::DownloadRequest {
-      bucket: std::mem::take(&mut self.bucket),
+      bucket: bucket(
+        &self.bucket,
+        self.expected_bucket_owner.take(),
+        self.sse_customer_key.take(),
+      )?,
       source,
       conflict: conflict(self.conflict.take()),
       skip_unchanged: skip_unchanged(self.skip_unchanged.take())?,
@@ -582,7 +792,7 @@ impl CallRequest for ContentAddressedUploadRequest {
 
   fn to_engine(&mut self) -> Result<engine::AttachmentUpload, Error> {
     let request = engine::AttachmentUpload {
-      bucket: std::mem::take(&mut self.bucket),
+      bucket: bucket(&self.bucket, self.expected_bucket_owner.take(), None)?,
       root_prefix: std::mem::take(&mut self.root_prefix),
       local_dir: PathBuf::from(std::mem::take(&mut self.local_dir)),
       files: self.files.take().map(|f| f.into_iter().map(PathBuf::from).collect()),
@@ -607,7 +817,7 @@ impl CallRequest for ManifestDownloadRequest {
       (None, None) => return Err(Error::invalid_value("give manifest or manifestKey (downloadManifest)")),
     };
     let request = engine::AttachmentDownload {
-      bucket: std::mem::take(&mut self.bucket),
+      bucket: bucket(&self.bucket, self.expected_bucket_owner.take(), None)?,
       root_prefix: std::mem::take(&mut self.root_prefix),
       manifest,
       local_dir: PathBuf::from(std::mem::take(&mut self.local_dir)),
@@ -616,6 +826,19 @@ impl CallRequest for ManifestDownloadRequest {
     request.validate()?;
     Ok(request)
   }
+}
+
+/// The call's bucket with its expected owner and customer key, both checked.
+fn bucket(name: &str, owner: Option<String>, key: Option<Either<String, Buffer>>) -> Result<engine::Bucket, Error> {
+  const WHAT: &str = "sseCustomerKey";
+  let key = match key {
+    None => None,
+    Some(Either::B(bytes)) => Some(engine::CustomerKey::new(&bytes, WHAT)?),
+    // The key's 32 bytes as text (as the AWS CLI's --sse-c-key takes it), else its base64 (44 characters).
+    Some(Either::A(text)) if text.len() == 32 => Some(engine::CustomerKey::new(text.as_bytes(), WHAT)?),
+    Some(Either::A(text)) => Some(engine::CustomerKey::from_base64(&text, WHAT)?),
+  };
+  engine::Bucket::new(name, owner.as_deref(), key)
 }
 
 fn conflict(policy: Option<ConflictPolicy>) -> engine::Conflict {

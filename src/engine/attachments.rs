@@ -20,6 +20,7 @@ use super::download::{Conflict, Entry, Expected};
 use super::error::{Error, Result};
 use super::log::counting;
 use super::manifest::{self, ManifestEntry};
+use super::object::{Bucket, ObjectSettings, ToBucket};
 use super::paths::{conflicting_destinations, destination_for};
 use super::progress::{Phase, ProgressState, Summary};
 use super::scheduler::{blocking, or_cancelled};
@@ -29,8 +30,8 @@ use super::{validate_bucket, validate_path, Call, Control};
 /// A content-addressed upload.
 #[derive(Debug, Clone)]
 pub struct AttachmentUpload {
-  /// Destination bucket.
-  pub bucket: String,
+  /// Destination bucket, with its expected owner.
+  pub bucket: Bucket,
   /// Contents go to `{root_prefix}/Data/{hash}.xxh128`.
   pub root_prefix: String,
   /// The job's root: manifest paths are relative to it.
@@ -65,8 +66,8 @@ pub struct AttachmentUploadOutput {
 /// A manifest download.
 #[derive(Debug, Clone)]
 pub struct AttachmentDownload {
-  /// Source bucket.
-  pub bucket: String,
+  /// Source bucket, with its expected owner.
+  pub bucket: Bucket,
   /// Contents are read from `{root_prefix}/Data/{hash}.xxh128` (else `{root_prefix}/Data/{hash}`).
   pub root_prefix: String,
   /// The manifest.
@@ -199,7 +200,7 @@ impl Engine {
       None => UploadSource::directory(request.local_dir.clone(), ""),
       Some(files) => UploadSource::Files(relative_files(&request.local_dir, files)?),
     };
-    let (files, skipped) = or_cancelled(cancel, blocking(move || plan(source))).await?;
+    let (files, skipped) = or_cancelled(cancel, blocking(move || plan(source, &ObjectSettings::default()))).await?;
     for bytes in skipped {
       progress.skip(bytes);
     }
@@ -315,7 +316,12 @@ impl Engine {
       .collect();
     let uploaded_keys: Vec<String> = uploads.iter().map(|p| p.key.clone()).collect();
     let call = Arc::new(Call {
-      bucket: Arc::from(request.bucket.as_str()),
+      bucket: request.bucket.clone(),
+      // A content is stored once for every file that has it, under its hash: no name to guess a type from.
+      object: Arc::new(ObjectSettings {
+        guess_content_type: false,
+        ..ObjectSettings::default()
+      }),
       progress: progress.clone(),
       throttle: self.throttle_for(control),
       cache: cache.clone(),
@@ -383,6 +389,7 @@ impl Engine {
                         key: String::new(),
                         size,
                         modified: meta.modified().ok(),
+                        object: None,
                       },
                     )
                   })
@@ -529,7 +536,7 @@ impl Engine {
   /// Which keys exist (HeadObject each, as many in flight as the client allows).
   /// Whether each key exists (a HeadObject each). Boxed as a `dyn Future`: inlined, the HEAD stream makes the
   /// whole upload future too deep for the compiler to prove `Send`.
-  fn exist<'a>(&'a self, bucket: &'a str, keys: Vec<String>) -> BoxFuture<'a, Result<Vec<bool>>> {
+  fn exist<'a>(&'a self, bucket: &'a Bucket, keys: Vec<String>) -> BoxFuture<'a, Result<Vec<bool>>> {
     async move {
       let found = self.stamps_of(bucket, keys.clone()).await?;
       Ok(keys.iter().map(|k| found.contains_key(k)).collect())
@@ -537,13 +544,13 @@ impl Engine {
     .boxed()
   }
 
-  async fn get_manifest(&self, bucket: &str, key: &str) -> Result<String> {
+  async fn get_manifest(&self, bucket: &Bucket, key: &str) -> Result<String> {
     let s3 = self.s3().await?;
     let _slot = self.request_slot().await;
-    let (sent, attempts) = counting(s3.get_object().bucket(bucket).key(key).send()).await;
+    let (sent, attempts) = counting(s3.get_object().to(bucket).key(key).send()).await;
     let out = sent.map_err(|e| Error::from_sdk("GetObject", bucket, Some(key), e).after_attempts(attempts))?;
     let data = out.body.collect().await.map_err(|e| Error::BodyInterrupted {
-      bucket: bucket.to_owned(),
+      bucket: bucket.to_string(),
       key: key.to_owned(),
       source: e,
     })?;
@@ -551,14 +558,14 @@ impl Engine {
       .map_err(|_| Error::invalid_value(format!("manifest s3://{bucket}/{key} is not UTF-8 text")))
   }
 
-  async fn put_manifest(&self, bucket: &str, key: &str, manifest: &str, cancel: &CancellationToken) -> Result<()> {
+  async fn put_manifest(&self, bucket: &Bucket, key: &str, manifest: &str, cancel: &CancellationToken) -> Result<()> {
     let s3 = self.s3().await?;
     let body = aws_sdk_s3::primitives::ByteStream::from(manifest.as_bytes().to_vec());
     or_cancelled(cancel, async {
       let _slot = self.request_slot().await;
       let put = s3
         .put_object()
-        .bucket(bucket)
+        .to(bucket)
         .key(key)
         .content_type("application/json")
         .body(body);
@@ -632,7 +639,7 @@ fn relative_files(root: &Path, files: &[PathBuf]) -> Result<Vec<UploadFile>> {
           f.display()
         )));
       }
-      Ok(UploadFile { path: abs, key })
+      Ok(UploadFile::new(abs, key))
     })
     .collect()
 }

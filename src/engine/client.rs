@@ -3,7 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use aws_config::identity::IdentityCache;
 use aws_config::meta::region::RegionProviderChain;
+use aws_config::provider_config::ProviderConfig;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::BehaviorVersion;
@@ -16,8 +18,9 @@ use tokio::sync::{OnceCell, Semaphore, SemaphorePermit};
 
 use super::cache::Cache;
 use super::config::{ChecksumMode, ClientConfig};
+use super::credentials::{Chain, Refreshing};
 use super::error::{Error, Result};
-use super::log::RequestLog;
+use super::log::{RepeatedHeaders, RequestLog};
 use super::scheduler::blocking;
 use super::throttle::Bandwidth;
 use super::timeout::IdleTimeoutClient;
@@ -186,27 +189,28 @@ async fn build_s3(cfg: &ClientConfig) -> Result<aws_sdk_s3::Client> {
   if let Some(p) = &cfg.profile {
     loader = loader.profile_name(p);
   }
-  loader = match &cfg.credentials {
-    Some(c) => loader.credentials_provider(Credentials::new(
+  loader = match (&cfg.credentials, &cfg.credential_source) {
+    _ if cfg.anonymous => loader.no_credentials(),
+    (Some(c), _) => loader.credentials_provider(Credentials::new(
       c.access_key_id.clone(),
       c.secret_access_key.clone(),
       c.session_token.clone(),
       None,
       "s3-ferry",
     )),
-    None => {
+    // Cached and refreshed ahead of expiry by `Refreshing` itself; the SDK's cache would hold them until 10 s
+    // before they expire.
+    (None, Some(source)) => loader
+      .credentials_provider(Refreshing::new(source.clone()))
+      .identity_cache(IdentityCache::no_cache()),
+    (None, None) => {
       let imds = aws_config::imds::Client::builder()
         .connect_timeout(IMDS_TIMEOUT)
         .read_timeout(IMDS_TIMEOUT)
         .max_attempts(1)
         .build();
-      let mut chain = aws_config::default_provider::credentials::DefaultCredentialsChain::builder()
-        .region(region)
-        .imds_client(imds);
-      if let Some(p) = &cfg.profile {
-        chain = chain.profile_name(p);
-      }
-      loader.credentials_provider(chain.build().await)
+      let conf = ProviderConfig::default().with_region(Some(region));
+      loader.credentials_provider(Chain::new(conf, cfg.profile.clone(), imds))
     }
   };
   let shared = loader.load().await;
@@ -217,6 +221,7 @@ async fn build_s3(cfg: &ClientConfig) -> Result<aws_sdk_s3::Client> {
   };
   let mut s3 = aws_sdk_s3::config::Builder::from(&shared)
     .interceptor(RequestLog)
+    .interceptor(RepeatedHeaders)
     // No retry quota: the SDK's token bucket, once an outage has spent it, denies every retry until enough
     // requests succeed, so a long-lived app's calls after the network returns failed on their first error. Each
     // request still makes at most `maxAttempts` with backoff, and the pool caps requests in flight.

@@ -128,6 +128,10 @@ pub struct ClientConfig {
   pub force_path_style: bool,
   /// Explicit credentials; default: the standard AWS chain.
   pub credentials: Option<StaticCredentials>,
+  /// A source asked for credentials before they expire, instead of `credentials`.
+  pub credential_source: Option<super::credentials::CredentialSource>,
+  /// Send requests unsigned (public buckets); no credentials are looked for.
+  pub anonymous: bool,
   /// Named profile for the standard chain.
   pub profile: Option<String>,
   /// Hard cap on open connections and requests in flight for the whole client.
@@ -165,6 +169,8 @@ impl Default for ClientConfig {
       endpoint: None,
       force_path_style: false,
       credentials: None,
+      credential_source: None,
+      anonymous: false,
       profile: None,
       max_pool_connections: DEFAULT_MAX_POOL_CONNECTIONS,
       upload_workers: None,
@@ -229,6 +235,18 @@ impl ClientConfig {
           "endpoint must be an http:// or https:// URL, got '{endpoint}'"
         )));
       }
+    }
+    let given = [
+      (
+        "credentials",
+        self.credentials.is_some() || self.credential_source.is_some(),
+      ),
+      ("profile", self.profile.is_some()),
+    ];
+    if let (true, Some((name, _))) = (self.anonymous, given.iter().find(|(_, g)| *g)) {
+      return Err(Error::invalid_value(format!(
+        "anonymous sends unsigned requests; it cannot be used with {name}"
+      )));
     }
     if let Some(c) = &self.credentials {
       if c.access_key_id.is_empty() || c.secret_access_key.is_empty() {

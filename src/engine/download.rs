@@ -20,6 +20,7 @@ use super::config::{ChecksumAlgorithm, IN_MEMORY_MAX, MAX_REQUESTS_PER_FILE};
 use super::error::{Error, FileId, Result};
 use super::filter::Filter;
 use super::log::counting;
+use super::object::{Bucket, ToBucket};
 use super::paths::{check_contained, conflicting_destinations, copy_name, destination_for, relative_key, TempFile};
 use super::positional::PositionalIo;
 use super::progress::{Phase, ProgressState, RangeProgress};
@@ -85,8 +86,8 @@ pub enum Conflict {
 /// A download call.
 #[derive(Debug, Clone)]
 pub struct DownloadRequest {
-  /// Source bucket.
-  pub bucket: String,
+  /// Source bucket, with what every request to it carries (expected owner, SSE-C key).
+  pub bucket: Bucket,
   /// What to download.
   pub source: DownloadSource,
   /// What to do with destination files that already exist (and are not skipped as unchanged).
@@ -547,7 +548,11 @@ impl Engine {
   async fn fetch_small(&self, call: &Call, entry: &Entry, size: u64) -> Result<Bytes> {
     let s3 = self.s3().await?;
     let (bucket, key) = (&*call.bucket, entry.key.as_str());
-    let request = s3.get_object().bucket(bucket).key(key).set_if_match(entry.etag.clone());
+    let request = s3
+      .get_object()
+      .to(&call.bucket)
+      .key(key)
+      .set_if_match(entry.etag.clone());
     let progress = call.progress.range();
     refetching(self.config().max_attempts, || async {
       let _slot = self.request_slot().await;
@@ -582,7 +587,7 @@ impl Engine {
     let (bucket, key) = (&*sink.call.bucket, sink.key.as_str());
     let progress = &sink.call.progress;
     // Every request for this object: the parts differ only in range and ETag pin.
-    let object = s3.get_object().bucket(bucket).key(key);
+    let object = s3.get_object().to(&sink.call.bucket).key(key);
 
     // The first request: the first part of an object known to be large; else the whole object, so a small one
     // arrives in one response the SDK verifies against its stored checksum. Of a large object from an explicit
@@ -811,7 +816,7 @@ impl Sink {
       .s3()
       .await?
       .head_object()
-      .bucket(bucket)
+      .to(&self.call.bucket)
       .key(key)
       .set_if_match(etag)
       .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled);
@@ -954,7 +959,7 @@ mod tests {
       conflict: Conflict::Overwrite,
       skip_unchanged: None,
       continue_on_error: false,
-      bucket: "b".into(),
+      bucket: Bucket::named("b"),
       source: DownloadSource::Objects(vec![
         DownloadObject {
           key: "a".into(),

@@ -325,7 +325,7 @@ impl Error {
       // Credentials are resolved while the request is dispatched, so their failures arrive as dispatch or
       // construction failures; the source chain tells them apart from network trouble.
       SdkError::DispatchFailure(_) | SdkError::ConstructionFailure(_) if mentions_credentials(&err) => {
-        ("ERR_CREDENTIALS".to_owned(), Some(source_chain(&err)))
+        ("ERR_CREDENTIALS".to_owned(), Some(credentials_message(&err)))
       }
       SdkError::DispatchFailure(d) => {
         let code = if d.is_timeout() { "ETIMEDOUT" } else { "ERR_NETWORK" };
@@ -488,7 +488,37 @@ fn status_code_name(status: Option<u16>) -> String {
 }
 
 fn mentions_credentials(err: &(dyn std::error::Error + 'static)) -> bool {
-  source_chain(err).to_ascii_lowercase().contains("credentials")
+  // The SDK boxes the provider's error in its own types: its words say it ("the credential provider ...").
+  source_chain(err).to_ascii_lowercase().contains("credential")
+}
+
+/// Why no credentials could be had, without the SDK's wrapping ("dispatch failure", "other", "the credential
+/// provider was not enabled"): the providers' own words, e.g. "the credentials function failed: <its message>".
+fn credentials_message(err: &(dyn std::error::Error + 'static)) -> String {
+  const WRAPPING: [&str; 5] = [
+    "dispatch failure",
+    "other",
+    "the credential provider was not enabled",
+    "an error occurred while loading credentials",
+    "unexpected credentials error",
+  ];
+  let mut parts = Vec::new();
+  let mut cur = err.source();
+  while let Some(e) = cur {
+    let s = e.to_string();
+    let s = WRAPPING.iter().fold(s, |s, w| match s.strip_prefix(w) {
+      Some(rest) => rest.trim_start_matches(": ").to_owned(),
+      None => s,
+    });
+    if !s.is_empty() && !parts.iter().any(|p: &String| p.contains(&s)) {
+      parts.push(s);
+    }
+    cur = e.source();
+  }
+  match parts.is_empty() {
+    true => source_chain(err),
+    false => parts.join(": "),
+  }
 }
 
 /// "a: b: c" from an error and its sources; SDK errors keep the useful part in their sources.

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::context::{
-  BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
+  BeforeDeserializationInterceptorContextMut, BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
 };
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::retries::RequestAttempts;
@@ -118,6 +118,49 @@ impl Intercept for RequestLog {
       ms,
       "request"
     );
+    Ok(())
+  }
+}
+
+/// Folds an `x-amz-*` response header repeated with one identical value into one. SeaweedFS 4.x sends
+/// `x-amz-server-side-encryption-customer-key-MD5` twice on every read of an SSE-C object, and the SDK refuses a
+/// repeated single-value header, so without this no SSE-C object could be read from it. Repeats with different
+/// values are left for the SDK to refuse.
+#[derive(Debug)]
+pub(crate) struct RepeatedHeaders;
+
+impl Intercept for RepeatedHeaders {
+  fn name(&self) -> &'static str {
+    "S3FerryRepeatedHeaders"
+  }
+
+  fn modify_before_deserialization(
+    &self,
+    context: &mut BeforeDeserializationInterceptorContextMut<'_>,
+    _runtime_components: &RuntimeComponents,
+    _cfg: &mut ConfigBag,
+  ) -> Result<(), BoxError> {
+    let headers = context.response_mut().headers_mut();
+    let mut folded: Vec<(String, String)> = Vec::new();
+    for (name, _) in headers.iter() {
+      if !name.starts_with("x-amz-") || folded.iter().any(|(n, _)| n == name) {
+        continue;
+      }
+      let mut values = headers.get_all(name);
+      let first = values.next().unwrap_or_default();
+      let mut count = 1;
+      let mut same = true;
+      for v in values {
+        count += 1;
+        same &= v == first;
+      }
+      if count > 1 && same {
+        folded.push((name.to_owned(), first.to_owned()));
+      }
+    }
+    for (name, value) in folded {
+      headers.insert(name, value);
+    }
     Ok(())
   }
 }

@@ -13,11 +13,13 @@ pub mod cache;
 mod checksum;
 mod client;
 pub mod config;
+mod credentials;
 mod download;
 mod error;
 mod filter;
 pub mod log;
 pub mod manifest;
+mod object;
 pub mod paths;
 mod positional;
 mod progress;
@@ -33,9 +35,11 @@ use std::time::Duration;
 pub use attachments::{data_key, AttachmentDownload, AttachmentUpload, AttachmentUploadOutput, ManifestSource};
 pub use client::Engine;
 pub use config::{ChecksumAlgorithm, ChecksumMode, ClientConfig, StaticCredentials};
+pub use credentials::{CredentialSource, FetchCredentials, Provided};
 pub use download::{Conflict, DownloadObject, DownloadRequest, DownloadSource};
 pub use error::{Error, FileFailure, Result};
 pub use filter::{Filter, FilterRule};
+pub use object::{validate_account_id, Bucket, CustomerKey, Encryption, ObjectSettings};
 pub use progress::{Phase, Progress, ProgressSink, ProgressState, Summary};
 pub use settings::Settings;
 pub use throttle::Bandwidth;
@@ -167,7 +171,9 @@ impl Plan {
 
 /// What every task of one call shares.
 struct Call {
-  bucket: std::sync::Arc<str>,
+  bucket: Bucket,
+  /// How uploaded objects are stored (a file's own settings, in `Planned`, replace these).
+  object: std::sync::Arc<ObjectSettings>,
   progress: std::sync::Arc<ProgressState>,
   /// The call's own cap, else the client's, else none.
   throttle: Option<std::sync::Arc<Bandwidth>>,
@@ -182,13 +188,14 @@ struct Call {
 impl Call {
   /// A download's: no cache, no uploads to keep.
   fn download(
-    bucket: &str,
+    bucket: &Bucket,
     progress: std::sync::Arc<ProgressState>,
     throttle: Option<std::sync::Arc<Bandwidth>>,
     keep_going: bool,
   ) -> std::sync::Arc<Call> {
     std::sync::Arc::new(Call {
-      bucket: std::sync::Arc::from(bucket),
+      bucket: bucket.clone(),
+      object: Default::default(),
       progress,
       throttle,
       cache: None,

@@ -11,6 +11,7 @@ use futures_util::{stream, StreamExt, TryStreamExt};
 use super::client::Engine;
 use super::error::{Error, Result};
 use super::log::counting;
+use super::object::{Bucket, ToBucket};
 
 /// When a destination counts as unchanged, so the file is skipped (as `aws s3 sync` decides).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,11 +73,11 @@ impl Engine {
   /// Keys are asked for URL-encoded (`encoding-type=url`, as boto3 and the AWS CLI ask): XML 1.0 cannot carry
   /// U+0001-U+001F or U+FFFE, so a raw listing garbles such keys; they are decoded here when the server says it
   /// encoded them.
-  pub(super) async fn list_objects(&self, bucket: &str, prefix: &str) -> Result<Vec<Object>> {
+  pub(super) async fn list_objects(&self, bucket: &Bucket, prefix: &str) -> Result<Vec<Object>> {
     let s3 = self.s3().await?;
     let mut pages = s3
       .list_objects_v2()
-      .bucket(bucket)
+      .to(bucket)
       .prefix(prefix)
       .encoding_type(EncodingType::Url)
       .into_paginator()
@@ -104,12 +105,12 @@ impl Engine {
 
   /// Size and `LastModified` of each key that exists (HeadObject; a 404 is an absent key), as many in flight as
   /// the pool allows.
-  pub(super) async fn stamps_of(&self, bucket: &str, keys: Vec<String>) -> Result<HashMap<String, Stamp>> {
+  pub(super) async fn stamps_of(&self, bucket: &Bucket, keys: Vec<String>) -> Result<HashMap<String, Stamp>> {
     let s3 = self.s3().await?;
     let found: Vec<Option<(String, Stamp)>> = stream::iter(keys)
       .map(|key| async move {
         let _slot = self.request_slot().await;
-        let (sent, attempts) = counting(s3.head_object().bucket(bucket).key(&key).send()).await;
+        let (sent, attempts) = counting(s3.head_object().to(bucket).key(&key).send()).await;
         match sent {
           Ok(out) => {
             let stamp = Stamp {

@@ -20,6 +20,7 @@ use super::config::{ChecksumMode, IN_MEMORY_MAX, MAX_KEY_BYTES, MAX_OBJECT_SIZE,
 use super::error::{Error, FileId, Result};
 use super::filter::Filter;
 use super::log::counting;
+use super::object::{Bucket, ObjectSettings, ToBucket, WithSettings};
 use super::paths::folder_prefix;
 use super::positional::PositionalIo;
 use super::progress::{Phase, ProgressState};
@@ -34,6 +35,19 @@ pub struct UploadFile {
   pub path: PathBuf,
   /// Destination key.
   pub key: String,
+  /// This file's own object settings: each field it sets replaces the request's.
+  pub object: Option<ObjectSettings>,
+}
+
+impl UploadFile {
+  /// A file going to `key`, with the request's object settings.
+  pub fn new(path: impl Into<PathBuf>, key: impl Into<String>) -> UploadFile {
+    UploadFile {
+      path: path.into(),
+      key: key.into(),
+      object: None,
+    }
+  }
 }
 
 /// What to upload.
@@ -71,10 +85,12 @@ impl UploadSource {
 /// An upload call.
 #[derive(Debug, Clone)]
 pub struct UploadRequest {
-  /// Destination bucket.
-  pub bucket: String,
+  /// Destination bucket, with what every request to it carries.
+  pub bucket: Bucket,
   /// What to upload.
   pub source: UploadSource,
+  /// How the objects are stored (a file's own settings replace these field by field).
+  pub object: ObjectSettings,
   /// On a failure other than a cancel or a changed file, leave an unfinished multipart upload on the server
   /// (recorded in the cache) for the next upload of the same file to resume, instead of aborting it. Needs a
   /// cache. Whatever this says, an upload left by a crash is resumed when the cache has it.
@@ -92,18 +108,24 @@ pub(super) struct Planned {
   pub key: String,
   pub size: u64,
   pub modified: Option<SystemTime>,
+  /// The file's own object settings merged over the call's; `None`: the call's.
+  pub object: Option<Arc<ObjectSettings>>,
 }
 
 impl UploadRequest {
   /// Checks everything that can be checked without the file system.
   pub fn validate(&self) -> Result<()> {
     validate_bucket(&self.bucket)?;
+    self.object.validate("")?;
     match &self.source {
       UploadSource::Files(files) => {
         let mut seen = HashSet::with_capacity(files.len());
         for (i, f) in files.iter().enumerate() {
           validate_path(&f.path, &format!("files[{i}].path"))?;
           validate_key(&f.key, &format!("files[{i}].key"))?;
+          if let Some(own) = &f.object {
+            self.object.with(own).validate(&format!("files[{i}]."))?;
+          }
           if !seen.insert(f.key.as_str()) {
             return Err(Error::invalid_value(format!(
               "files[{i}].key '{}' appears more than once in the request",
@@ -147,7 +169,8 @@ impl Engine {
     let work = |progress: Arc<ProgressState>| async move {
       let (files, _unchanged) = self.prepare_upload(request, &progress, &control.cancel).await?;
       let call = Arc::new(Call {
-        bucket: Arc::from(request.bucket.as_str()),
+        bucket: request.bucket.clone(),
+        object: Arc::new(request.object.clone()),
         progress,
         throttle: self.throttle_for(control),
         cache: self.cache_for(&files).await,
@@ -191,8 +214,8 @@ impl Engine {
     progress: &ProgressState,
     cancel: &CancellationToken,
   ) -> Result<(Vec<Planned>, Vec<Planned>)> {
-    let source = request.source.clone();
-    let (files, skipped) = or_cancelled(cancel, blocking(move || plan(source))).await?;
+    let (source, object) = (request.source.clone(), request.object.clone());
+    let (files, skipped) = or_cancelled(cancel, blocking(move || plan(source, &object))).await?;
     for bytes in skipped {
       progress.skip(bytes);
     }
@@ -314,8 +337,9 @@ impl Engine {
       let _slot = self.request_slot().await;
       let put = s3
         .put_object()
-        .bucket(bucket)
+        .to(&call.bucket)
         .key(&file.key)
+        .with_settings(file.object.as_deref().unwrap_or(&call.object), &file.path)
         .content_length(file.size as i64)
         .set_checksum_algorithm(self.checksum_algorithm())
         .body(body);
@@ -374,8 +398,9 @@ impl Engine {
         let slot = or_cancelled(stop, async { Ok(self.request_slot().await) }).await?;
         let mut req = s3
           .create_multipart_upload()
-          .bucket(bucket)
+          .to(&call.bucket)
           .key(&file.key)
+          .with_settings(file.object.as_deref().unwrap_or(&call.object), &file.path)
           .set_checksum_algorithm(algorithm.clone());
         if algorithm.is_some() {
           // A full-object checksum (S3 combines the parts' CRCs), so a download in any ranges can be verified.
@@ -391,9 +416,13 @@ impl Engine {
             r.clone(),
             upload_id.clone(),
             file.key.clone(),
-            algorithm_name(algorithm.as_ref()),
+            upload_tag(
+              algorithm.as_ref(),
+              file.object.as_deref().unwrap_or(&call.object),
+              &call.bucket,
+            ),
           );
-          r.write(move |c, scope, f| c.record_upload(scope, &key, f, &id, part_size, alg))
+          r.write(move |c, scope, f| c.record_upload(scope, &key, f, &id, part_size, &alg))
             .await;
         }
         (upload_id, Vec::new())
@@ -434,7 +463,7 @@ impl Engine {
     }
     // Whatever else went wrong (a cancel, the file changing), the upload must not stay on the server. This runs
     // even after a cancel and is not itself cancellable: it is one small request.
-    let aborted = self.abort_upload(&s3, bucket, &file.key, &upload_id).await;
+    let aborted = self.abort_upload(&s3, &call.bucket, &file.key, &upload_id).await;
     forget(record, upload_id.clone()).await;
     match aborted {
       Ok(()) => Err(cause),
@@ -448,11 +477,11 @@ impl Engine {
   }
 
   /// Aborts a multipart upload; one already gone (completed, or aborted by a racing request) is fine.
-  async fn abort_upload(&self, s3: &aws_sdk_s3::Client, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
+  async fn abort_upload(&self, s3: &aws_sdk_s3::Client, bucket: &Bucket, key: &str, upload_id: &str) -> Result<()> {
     let _slot = self.request_slot().await;
     let aborted = s3
       .abort_multipart_upload()
-      .bucket(bucket)
+      .to(bucket)
       .key(key)
       .upload_id(upload_id)
       .send()
@@ -479,7 +508,6 @@ impl Engine {
     part_size: u64,
     algorithm: Option<&ChecksumAlgorithm>,
   ) -> Result<Option<(String, Vec<CompletedPart>)>> {
-    let bucket = &*call.bucket;
     let key = file.key.clone();
     let Some((stale, found)) = record
       .read(move |c, scope, f| Ok((c.stale_uploads(scope, &key, f)?, c.find_upload(scope, &key, f)?)))
@@ -488,20 +516,22 @@ impl Engine {
       return Ok(None);
     };
     for id in stale {
-      if self.abort_upload(s3, bucket, &file.key, &id).await.is_ok() {
+      if self.abort_upload(s3, &call.bucket, &file.key, &id).await.is_ok() {
         record.write(move |c, _, _| c.forget_upload(&id)).await;
       }
     }
     let Some(found) = found else { return Ok(None) };
     let id = found.upload_id.clone();
-    if found.part_size != part_size || found.algorithm != algorithm_name(algorithm) {
+    if found.part_size != part_size
+      || found.algorithm != upload_tag(algorithm, file.object.as_deref().unwrap_or(&call.object), &call.bucket)
+    {
       // Settings changed since: its parts do not fit this upload.
-      if self.abort_upload(s3, bucket, &file.key, &id).await.is_ok() {
+      if self.abort_upload(s3, &call.bucket, &file.key, &id).await.is_ok() {
         record.write(move |c, _, _| c.forget_upload(&id)).await;
       }
       return Ok(None);
     }
-    let listed = match self.list_parts(s3, bucket, &file.key, &found.upload_id).await {
+    let listed = match self.list_parts(s3, &call.bucket, &file.key, &found.upload_id).await {
       Ok(listed) => listed,
       Err(e) if e.code() == "NoSuchUpload" => {
         record.write(move |c, _, _| c.forget_upload(&id)).await;
@@ -548,7 +578,7 @@ impl Engine {
   async fn list_parts(
     &self,
     s3: &aws_sdk_s3::Client,
-    bucket: &str,
+    bucket: &Bucket,
     key: &str,
     upload_id: &str,
   ) -> Result<std::collections::HashMap<i32, (String, u64)>> {
@@ -559,7 +589,7 @@ impl Engine {
         let _slot = self.request_slot().await;
         let req = s3
           .list_parts()
-          .bucket(bucket)
+          .to(bucket)
           .key(key)
           .upload_id(upload_id)
           .set_part_number_marker(marker.clone());
@@ -612,7 +642,7 @@ impl Engine {
         };
         let req = s3
           .upload_part()
-          .bucket(bucket)
+          .to(&call.bucket)
           .key(&file.key)
           .upload_id(upload_id)
           .part_number(number)
@@ -670,7 +700,7 @@ impl Engine {
     let _slot = self.request_slot().await;
     let complete = s3
       .complete_multipart_upload()
-      .bucket(bucket)
+      .to(&call.bucket)
       .key(&file.key)
       .upload_id(upload_id)
       .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(completed)).build())
@@ -701,11 +731,21 @@ fn completed_part(
   .build()
 }
 
-/// How a multipart upload's record names its algorithm ("" for none).
-fn algorithm_name(algorithm: Option<&ChecksumAlgorithm>) -> &'static str {
-  algorithm
+/// How a multipart upload's record names what it was created with: its checksum algorithm ("" for none) and,
+/// when any object setting or a customer key is given, their fingerprints, so an upload created with other
+/// settings (another storage class, other metadata, another key) is not completed under this call's.
+fn upload_tag(algorithm: Option<&ChecksumAlgorithm>, settings: &ObjectSettings, bucket: &Bucket) -> String {
+  let mut tag = algorithm
     .and_then(super::config::ChecksumAlgorithm::from_sdk)
     .map_or("", super::config::ChecksumAlgorithm::name)
+    .to_owned();
+  if let Some(f) = settings.fingerprint() {
+    tag.push_str(&format!("+{f:016x}"));
+  }
+  if let Some(md5) = bucket.customer_key_md5() {
+    tag.push_str(&format!("+sse-c:{md5}"));
+  }
+  tag
 }
 
 /// One file's rows in the cache: the cache, the server and bucket, and the file as planned.
@@ -785,8 +825,8 @@ fn unchanged(file: &Planned, opened: &std::fs::File) -> Result<()> {
 /// Stats every file (explicit list) or walks the directory. Runs on a blocking thread. Returns the files to
 /// send and the sizes of the entries skipped (symlinks and special files are not followed in a directory walk,
 /// so a link to `/etc` is never uploaded by accident).
-pub(super) fn plan(source: UploadSource) -> Result<(Vec<Planned>, Vec<u64>)> {
-  let (files, skipped) = plan_unchecked(source)?;
+pub(super) fn plan(source: UploadSource, object: &ObjectSettings) -> Result<(Vec<Planned>, Vec<u64>)> {
+  let (files, skipped) = plan_unchecked(source, object)?;
   if let Some(f) = files.iter().find(|f| f.size > MAX_OBJECT_SIZE) {
     return Err(Error::invalid_value(format!(
       "'{}' is {} bytes; S3 stores objects up to 5 TiB ({MAX_OBJECT_SIZE} bytes)",
@@ -797,7 +837,7 @@ pub(super) fn plan(source: UploadSource) -> Result<(Vec<Planned>, Vec<u64>)> {
   Ok((files, skipped))
 }
 
-fn plan_unchecked(source: UploadSource) -> Result<(Vec<Planned>, Vec<u64>)> {
+fn plan_unchecked(source: UploadSource, object: &ObjectSettings) -> Result<(Vec<Planned>, Vec<u64>)> {
   match source {
     UploadSource::Files(files) => {
       let mut out = Vec::with_capacity(files.len());
@@ -815,6 +855,7 @@ fn plan_unchecked(source: UploadSource) -> Result<(Vec<Planned>, Vec<u64>)> {
           modified: meta.modified().ok(),
           path: f.path,
           key: f.key,
+          object: f.object.map(|own| Arc::new(object.with(&own))),
         });
       }
       Ok((out, Vec::new()))
@@ -940,6 +981,7 @@ impl Walk<'_> {
       key,
       size: meta.len(),
       modified: meta.modified().ok(),
+      object: None,
     });
     Ok(())
   }
@@ -953,17 +995,9 @@ mod tests {
   #[test]
   fn duplicate_and_oversized_keys_are_refused_before_anything() {
     let req = UploadRequest {
-      bucket: "b".into(),
-      source: UploadSource::Files(vec![
-        UploadFile {
-          path: "/a".into(),
-          key: "k".into(),
-        },
-        UploadFile {
-          path: "/b".into(),
-          key: "k".into(),
-        },
-      ]),
+      bucket: Bucket::named("b"),
+      object: ObjectSettings::default(),
+      source: UploadSource::Files(vec![UploadFile::new("/a", "k"), UploadFile::new("/b", "k")]),
       resumable: false,
       skip_unchanged: None,
       continue_on_error: false,
@@ -973,11 +1007,9 @@ mod tests {
     assert!(e.to_string().contains("more than once"));
     let long = "x".repeat(1025);
     let req = UploadRequest {
-      bucket: "b".into(),
-      source: UploadSource::Files(vec![UploadFile {
-        path: "/a".into(),
-        key: long,
-      }]),
+      bucket: Bucket::named("b"),
+      object: ObjectSettings::default(),
+      source: UploadSource::Files(vec![UploadFile::new("/a", long)]),
       resumable: false,
       skip_unchanged: None,
       continue_on_error: false,
@@ -993,7 +1025,7 @@ mod tests {
     std::fs::write(dir.path().join("a/b/c.txt"), b"hello").unwrap();
     std::fs::write(dir.path().join("top file.bin"), b"").unwrap();
     std::os::unix::fs::symlink("/etc", dir.path().join("link")).unwrap();
-    let (files, skipped) = plan(UploadSource::directory(dir.path(), "job/")).unwrap();
+    let (files, skipped) = plan(UploadSource::directory(dir.path(), "job/"), &ObjectSettings::default()).unwrap();
     let keys: Vec<_> = files.iter().map(|f| f.key.as_str()).collect();
     assert_eq!(keys, ["job/a/b/c.txt", "job/top file.bin"]);
     assert_eq!(files[0].size, 5);
@@ -1035,7 +1067,7 @@ mod tests {
       filter: Some(filter),
       follow_symlinks: false,
     };
-    let (files, skipped) = plan(source).unwrap();
+    let (files, skipped) = plan(source, &ObjectSettings::default()).unwrap();
     assert_eq!(
       keys_of(&files),
       ["job/scene.blend", "job/tex/a.png", "job/tex/tmp/b.png"]
@@ -1062,11 +1094,11 @@ mod tests {
       filter: None,
       follow_symlinks,
     };
-    let (files, skipped) = plan(follow(true)).unwrap();
+    let (files, skipped) = plan(follow(true), &ObjectSettings::default()).unwrap();
     assert_eq!(keys_of(&files), ["lib-link.txt", "shared/lib.txt", "sub/a.txt"]);
     assert_eq!(files[0].size, 3, "the size of what the link points to");
     assert_eq!(skipped.len(), 2, "the loop and the dangling link");
-    let (files, skipped) = plan(follow(false)).unwrap();
+    let (files, skipped) = plan(follow(false), &ObjectSettings::default()).unwrap();
     assert_eq!(keys_of(&files), ["sub/a.txt"]);
     assert_eq!(skipped.len(), 4, "every link, when links are not followed");
   }
@@ -1075,22 +1107,15 @@ mod tests {
   fn missing_files_and_directories_get_node_codes() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("nope");
-    let e = plan(UploadSource::Files(vec![UploadFile {
-      path: missing.clone(),
-      key: "k".into(),
-    }]))
-    .unwrap_err();
+    let none = ObjectSettings::default();
+    let e = plan(UploadSource::Files(vec![UploadFile::new(missing.clone(), "k")]), &none).unwrap_err();
     assert_eq!(e.code(), "ENOENT");
     assert_eq!(e.path(), Some(missing.as_path()));
-    let e = plan(UploadSource::Files(vec![UploadFile {
-      path: dir.path().to_owned(),
-      key: "k".into(),
-    }]))
-    .unwrap_err();
+    let e = plan(UploadSource::Files(vec![UploadFile::new(dir.path(), "k")]), &none).unwrap_err();
     assert_eq!(e.code(), "EISDIR");
     let file = dir.path().join("f");
     std::fs::write(&file, b"x").unwrap();
-    let e = plan(UploadSource::directory(file, "")).unwrap_err();
+    let e = plan(UploadSource::directory(file, ""), &ObjectSettings::default()).unwrap_err();
     assert_eq!(e.code(), "ENOTDIR");
   }
 }
