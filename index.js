@@ -169,6 +169,7 @@ function credentialsFunction(provider) {
     throw e
   }
   const wrapped = async () => {
+    state.error = undefined
     let c
     try {
       c = await provider()

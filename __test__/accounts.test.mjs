@@ -132,9 +132,13 @@ test('acl, KMS encryption and the bucket key are sent with PutObject and CreateM
     }
 
     p.stats.requestLog.length = 0
+    // continueOnError, so the first refusal does not stop the other file before its request goes out.
     await assert.rejects(
-      client.upload({ bucket, files, keyPrefix: undefined, sse: 'aws:kms', sseKmsKeyId: 'alias/render-jobs', bucketKeyEnabled: true }),
-      (e) => e.code === 'KMS.NotFoundException' && e.statusCode === 400,
+      client.upload({ bucket, files, continueOnError: true, sse: 'aws:kms', sseKmsKeyId: 'alias/render-jobs', bucketKeyEnabled: true }),
+      (e) => {
+        assert.deepEqual(e.failures.map((f) => [f.key, f.code, f.statusCode]).sort(), [['big.bin', 'KMS.NotFoundException', 400], ['small.bin', 'KMS.NotFoundException', 400]])
+        return true
+      },
     )
     for (const op of ['PutObject', 'CreateMultipartUpload']) {
       const h = sent(p, op)[0]?.headers
@@ -238,6 +242,9 @@ test('bad object settings are ERR_INVALID_ARG_VALUE naming the field, before any
       [{ metadata: { big: 'x'.repeat(2046) } }, /^metadata is 2049 bytes/],
       [{ metadata: { 'bad name': 'x' } }, /^metadata name 'bad name' is not a valid header name/],
       [{ metadata: { note: 'café' } }, /^metadata\['note'\] must be printable ASCII/],
+      [{ metadata: { Job: '1', job: '2' } }, /^metadata has 'job' twice/],
+      [{ sse: 'AES256', sseCustomerKey: randomBytes(32) }, /^give either sse or sseCustomerKey/],
+      [{ sse: 'aws:kms:dsse', bucketKeyEnabled: true }, /^bucketKeyEnabled needs sse 'aws:kms'/],
       [{ tagging: Object.fromEntries(Array.from({ length: 11 }, (_, i) => [`k${i}`, 'v'])) }, /^tagging has 11 tags/],
       [{ cacheControl: 'a\nb' }, /^cacheControl must be printable ASCII/],
       [{ sseCustomerKey: randomBytes(16) }, /^sseCustomerKey must be a 256-bit AES key \(32 bytes\), got 16 bytes/],
@@ -297,6 +304,7 @@ test('credentials from a function are refreshed before they expire, during one l
     // Cached between refreshes (about every LIFETIME / 2), not asked for per request.
     assert.ok(calls <= Math.ceil((seconds * 1000) / (LIFETIME / 2)) + 1, `${calls} calls in ${seconds} s`)
     assert.ok(p.stats.requests > calls * 2, `${p.stats.requests} requests, ${calls} calls`)
+    assert.ok(calls < keys.length, `${calls} calls: more than the ${keys.length} keys the server knows`)
     assert.equal(used.size, calls)
 
     // The check is real: the first key, long expired, is refused.
@@ -348,12 +356,16 @@ test('a provider from @aws-sdk/credential-providers works unchanged (fromEnv)', 
   process.env.AWS_ACCESS_KEY_ID = s.credentials.accessKeyId
   process.env.AWS_SECRET_ACCESS_KEY = s.credentials.secretAccessKey
   try {
+    // Counted, so the test fails if the function were ignored (the default chain reads the same variables).
+    const provider = fromEnv()
+    let calls = 0
     const { credentials, ...options } = await clientOptions()
-    const client = new TransferClient({ ...options, credentials: fromEnv() })
+    const client = new TransferClient({ ...options, credentials: (props) => (calls++, provider(props)) })
     const dir = tempDir()
     writeTree(dir, { 'a.txt': 'hello' })
     assert.equal((await client.upload({ bucket, localDir: dir })).files, 1)
     assert.deepEqual(await listKeys(bucket), ['a.txt'])
+    assert.equal(calls, 1, 'fromEnv credentials do not expire: asked for once')
   } finally {
     for (const [name, value] of [['AWS_ACCESS_KEY_ID', saved.id], ['AWS_SECRET_ACCESS_KEY', saved.secret]]) {
       if (value === undefined) delete process.env[name]

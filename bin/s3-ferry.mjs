@@ -269,15 +269,26 @@ function selected(opts) {
   }
 }
 
-/** `name=value` pairs, repeatable, also several in one argument (`a=1,b=2`, or `a=1&b=2` as S3 writes tags). */
+/**
+ * `name=value` pairs, repeatable, also several in one argument (`a=1,b=2`, or `a=1&b=2` as S3 writes tags, whose
+ * names and values are then URL-decoded: `project=alpha%20beta`).
+ */
 function pairs(separator) {
+  const decode = (s) => {
+    if (separator !== '&') return s
+    try {
+      return decodeURIComponent(s.replace(/\+/g, ' '))
+    } catch {
+      throw new InvalidArgumentError(`'${s}' is not URL-encoded`)
+    }
+  }
   return (text, previous = {}) => {
     const out = { ...previous }
     for (const item of text.split(separator)) {
       if (!item) continue
       const eq = item.indexOf('=')
       if (eq <= 0) throw new InvalidArgumentError(`expected name=value, got '${item}'`)
-      out[item.slice(0, eq)] = item.slice(eq + 1)
+      out[decode(item.slice(0, eq))] = decode(item.slice(eq + 1))
     }
     return out
   }
@@ -287,7 +298,7 @@ function pairs(separator) {
 function objectSettings(cmd) {
   return cmd
     .option('--content-type <type>', 'Content-Type of every object (default: guessed from the file extension)')
-    .option('--no-guess-mime-type', 'send no Content-Type unless --content-type is given')
+    .option('--no-guess-mime-type', 'do not guess: application/octet-stream unless --content-type is given')
     .option('--cache-control <value>', 'Cache-Control of every object, e.g. max-age=3600')
     .option('--content-disposition <value>', 'Content-Disposition of every object')
     .option('--content-encoding <value>', 'Content-Encoding of every object, e.g. gzip')

@@ -41,7 +41,7 @@ export function serverEnv(server) {
  * More keys of the read-write identity, for tests of credentials that expire and are replaced: derived from its
  * main key, so a process that found the server through `serverFromEnv` knows them too.
  */
-export function rotatingCredentials(credentials, count = 12) {
+export function rotatingCredentials(credentials, count = 64) {
   return Array.from({ length: count }, (_, i) => ({
     accessKeyId: `${credentials.accessKeyId}r${i}`,
     secretAccessKey: `${credentials.secretAccessKey}r${i}`,

@@ -50,6 +50,7 @@ const TEST_FILES = [
   'attachments',
   'errors',
   'selection',
+  'accounts',
   'logging',
   'module',
 ].map((name) => `__test__/${name}.test.mjs`)

@@ -411,6 +411,11 @@ const MAX_SHARED_CLIENTS: usize = 16;
 fn shared_client(env: &Env, request: &Object) -> Result<Arc<Engine>> {
   let options = unsafe { ClientOptions::from_napi_value(env.raw(), request.raw())? };
   let config = options.into_config().map_err(|e| to_js_error(env, &e))?;
+  if config.credential_source.is_some() {
+    // A credentials function is new on every call: such a client is the call's own, never shared (it would
+    // only fill the cache and evict the clients that are).
+    return Engine::new(config).map_err(|e| to_js_error(env, &e));
+  }
   let mut guard = SHARED_CLIENTS.lock().unwrap_or_else(|p| p.into_inner());
   let cache = guard.get_or_insert_with(HashMap::new);
   if let Some(engine) = cache.get(&config) {

@@ -61,6 +61,13 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(60);
 /// after this long (not on every request).
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(5);
 
+/// A fetch that failed with nothing usable cached: every request until `until` gets the same error, so a failing
+/// or hung source is asked once per `RETRY_AFTER_FAILURE`, not once per request.
+struct Failed {
+  message: String,
+  until: SystemTime,
+}
+
 struct Cached {
   credentials: Credentials,
   /// Ask again from then on (`None`: never).
@@ -72,7 +79,7 @@ struct Cached {
 /// own identity cache is off for such a client (it would keep credentials until 10 s before expiry).
 pub(crate) struct Refreshing {
   source: CredentialSource,
-  cached: tokio::sync::Mutex<Option<Cached>>,
+  cached: tokio::sync::Mutex<(Option<Cached>, Option<Failed>)>,
 }
 
 impl std::fmt::Debug for Refreshing {
@@ -85,15 +92,19 @@ impl Refreshing {
   pub(crate) fn new(source: CredentialSource) -> Self {
     Refreshing {
       source,
-      cached: tokio::sync::Mutex::new(None),
+      cached: tokio::sync::Mutex::new((None, None)),
     }
   }
 
   async fn resolve(&self) -> Result<Credentials, CredentialsError> {
-    let mut cached = self.cached.lock().await;
+    let mut state = self.cached.lock().await;
+    let (cached, failed) = &mut *state;
     let now = SystemTime::now();
     if let Some(c) = cached.as_ref().filter(|c| c.refresh_at.is_none_or(|t| now < t)) {
       return Ok(c.credentials.clone());
+    }
+    if let Some(f) = failed.as_ref().filter(|f| now < f.until) {
+      return Err(CredentialsError::provider_error(f.message.clone()));
     }
     let fetched = match tokio::time::timeout(FETCH_TIMEOUT, self.source.0.fetch()).await {
       Ok(result) => result.and_then(|p| check(p, now)),
@@ -123,6 +134,7 @@ impl Refreshing {
           refresh_at,
           expiration: p.expiration,
         });
+        *failed = None;
         Ok(credentials)
       }
       Err(message) => match cached.as_mut().filter(|c| c.expiration.is_none_or(|e| now < e)) {
@@ -133,7 +145,13 @@ impl Refreshing {
           c.refresh_at = Some((now + RETRY_AFTER_FAILURE).min(c.expiration.unwrap_or(now + RETRY_AFTER_FAILURE)));
           Ok(c.credentials.clone())
         }
-        None => Err(CredentialsError::provider_error(message)),
+        None => {
+          *failed = Some(Failed {
+            message: message.clone(),
+            until: SystemTime::now() + RETRY_AFTER_FAILURE,
+          });
+          Err(CredentialsError::provider_error(message))
+        }
       },
     }
   }
@@ -220,7 +238,10 @@ impl Chain {
     let env = aws_config::environment::credentials::EnvironmentVariableCredentialsProvider::new();
     match env.provide_credentials().await {
       Ok(c) => return Ok(c),
-      Err(e) => tried.push(format!("environment (AWS_ACCESS_KEY_ID): {}", reason(&e))),
+      Err(e @ CredentialsError::CredentialsNotLoaded(_)) => {
+        tried.push(format!("environment (AWS_ACCESS_KEY_ID): {}", reason(&e)))
+      }
+      Err(e) => return Err(CredentialsError::provider_error(format!("environment: {}", reason(&e)))),
     }
     // Built for each resolution: the SDK's profile provider reports its file errors only once, then "already
     // taken" (successful credentials are cached by the SDK, so this runs again only after a failure).
@@ -232,7 +253,7 @@ impl Chain {
       Ok(c) => return Ok(c),
       Err(e @ CredentialsError::CredentialsNotLoaded(_)) => match &self.profile {
         // A profile asked for by name that does not exist: nothing else should be tried.
-        Some(name) if profile_missing(&e) => {
+        Some(name) if profile_missing(&e, name) => {
           return Err(CredentialsError::not_loaded(format!(
             "the profile '{name}' does not exist in the shared AWS files ({} and {})",
             shared_file("AWS_CONFIG_FILE", "config"),
@@ -256,10 +277,14 @@ impl Chain {
         )))
       }
     }
+    // As the SDK's chain: a provider that is not set up passes to the next; one that is set up and fails (STS
+    // refusing a web identity, a container endpoint erroring) is the answer, so a transfer never runs as another
+    // identity by falling through.
     for (name, provider) in &self.rest {
       match provider.provide_credentials().await {
         Ok(c) => return Ok(c),
-        Err(e) => tried.push(format!("{name}: {}", reason(&e))),
+        Err(e @ CredentialsError::CredentialsNotLoaded(_)) => tried.push(format!("{name}: {}", reason(&e))),
+        Err(e) => return Err(CredentialsError::provider_error(format!("{name}: {}", reason(&e)))),
       }
     }
     Err(CredentialsError::not_loaded(format!(
@@ -296,10 +321,10 @@ fn reason(e: &CredentialsError) -> String {
   }
 }
 
-/// The profile provider's "no such profile" (no files, no profiles, or not this one).
-fn profile_missing(e: &CredentialsError) -> bool {
-  let text = reason(e);
-  text == "not configured" || text.contains("was not defined")
+/// The profile provider's "this profile is not defined" about `name` itself (not about a `source_profile` it
+/// names). A profile that exists without keys, or no shared files at all, is not this: the chain goes on.
+fn profile_missing(e: &CredentialsError, name: &str) -> bool {
+  reason(e).contains(&format!("profile `{name}` was not defined"))
 }
 
 /// Where the SDK reads a shared file: the environment variable's path, else `~/.aws/<name>`.
@@ -349,22 +374,22 @@ mod tests {
 
   #[tokio::test]
   async fn cached_until_half_their_short_lifetime() {
-    let (counter, r) = source(Duration::from_millis(400), usize::MAX);
+    let (counter, r) = source(Duration::from_millis(1200), usize::MAX);
     let a = r.resolve().await.unwrap();
     let b = r.resolve().await.unwrap();
     assert_eq!((a.access_key_id(), b.access_key_id()), ("AKID1", "AKID1"));
     assert_eq!(counter.calls.load(Ordering::SeqCst), 1);
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    tokio::time::sleep(Duration::from_millis(750)).await;
     assert_eq!(r.resolve().await.unwrap().access_key_id(), "AKID2");
     assert_eq!(counter.calls.load(Ordering::SeqCst), 2);
   }
 
   #[tokio::test]
   async fn a_failed_refresh_keeps_working_credentials_and_fails_without_them() {
-    let (counter, r) = source(Duration::from_millis(400), 1);
+    let (counter, r) = source(Duration::from_millis(1200), 1);
     r.resolve().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(250)).await;
-    // Refresh fails, the first credentials still work for ~150 ms.
+    tokio::time::sleep(Duration::from_millis(750)).await;
+    // Refresh fails, the first credentials still work for ~450 ms.
     assert_eq!(r.resolve().await.unwrap().access_key_id(), "AKID1");
     assert_eq!(r.resolve().await.unwrap().access_key_id(), "AKID1");
     assert_eq!(
@@ -372,9 +397,12 @@ mod tests {
       2,
       "not asked again on every request"
     );
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
     let e = r.resolve().await.unwrap_err();
     assert_eq!(reason(&e), "provider says no");
+    // The failure is kept for a while: the next request does not ask again.
+    assert!(r.resolve().await.is_err());
+    assert_eq!(counter.calls.load(Ordering::SeqCst), 3);
   }
 
   #[tokio::test]

@@ -271,7 +271,14 @@ impl ObjectSettings {
     }
     if let Some(metadata) = &self.metadata {
       let mut bytes = 0;
+      let mut seen = std::collections::HashSet::new();
       for (name, value) in metadata {
+        if !seen.insert(name.to_ascii_lowercase()) {
+          return Err(Error::invalid_value(format!(
+            "{at}metadata has '{}' twice (names are case-insensitive)",
+            name.escape_debug()
+          )));
+        }
         if name.is_empty() || !name.bytes().all(is_token_byte) {
           return Err(Error::invalid_value(format!(
             "{at}metadata name '{}' is not a valid header name (letters, digits and !#$%&'*+-.^_`|~)",
@@ -318,9 +325,9 @@ impl ObjectSettings {
         "{at}sseKmsKeyId needs sse 'aws:kms' or 'aws:kms:dsse'"
       )));
     }
-    if self.encryption.bucket_key_enabled.is_some() && !kms {
+    if self.encryption.bucket_key_enabled == Some(true) && self.encryption.algorithm.as_deref() != Some("aws:kms") {
       return Err(Error::invalid_value(format!(
-        "{at}bucketKeyEnabled needs sse 'aws:kms' or 'aws:kms:dsse'"
+        "{at}bucketKeyEnabled needs sse 'aws:kms' (S3 Bucket Keys do not apply to other encryption)"
       )));
     }
     Ok(())
@@ -356,10 +363,16 @@ impl ObjectSettings {
   /// Whether anything but the content type would be sent (a resumed multipart upload must have been created
   /// with the same settings).
   pub(crate) fn fingerprint(&self) -> Option<u64> {
-    match *self == ObjectSettings::default() {
+    // Whether the type is guessed does not change what CreateMultipartUpload was sent for a given file beyond
+    // its content type, which is left out as before (it follows the file's name, which the record already keys).
+    let sent = ObjectSettings {
+      guess_content_type: true,
+      ..self.clone()
+    };
+    match sent == ObjectSettings::default() {
       true => None,
       // Hashed from the Debug text (field names and values), which stays the same across Rust versions.
-      false => Some(xxhash_rust::xxh3::xxh3_64(format!("{self:?}").as_bytes())),
+      false => Some(xxhash_rust::xxh3::xxh3_64(format!("{sent:?}").as_bytes())),
     }
   }
 }
@@ -497,6 +510,11 @@ mod tests {
       ..Default::default()
     });
     assert!(e.contains("sseKmsKeyId needs"), "{e}");
+    let e = bad(ObjectSettings {
+      metadata: Some([("Job".to_owned(), "1".to_owned()), ("job".to_owned(), "2".to_owned())].into()),
+      ..Default::default()
+    });
+    assert!(e.contains("metadata has 'job' twice"), "{e}");
     let e = bad(ObjectSettings {
       tagging: Some((0..11).map(|i| (format!("k{i}"), String::new())).collect()),
       ..Default::default()

@@ -120,6 +120,16 @@ impl Engine {
             Ok(Some((key, stamp)))
           }
           Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(None),
+          // With a customer key, an object stored unencrypted (400) or under another key (403) is not this
+          // upload's: it counts as changed, and is replaced.
+          Err(e)
+            if bucket.customer_key_md5().is_some()
+              && e
+                .raw_response()
+                .is_some_and(|r| matches!(r.status().as_u16(), 400 | 403)) =>
+          {
+            Ok(None)
+          }
           Err(e) => Err(Error::from_sdk("HeadObject", bucket, Some(&key), e).after_attempts(attempts)),
         }
       })

@@ -117,6 +117,11 @@ impl UploadRequest {
   pub fn validate(&self) -> Result<()> {
     validate_bucket(&self.bucket)?;
     self.object.validate("")?;
+    if self.bucket.customer_key_md5().is_some() && self.object.encryption.algorithm.is_some() {
+      return Err(Error::invalid_value(
+        "give either sse or sseCustomerKey: an object is encrypted one way",
+      ));
+    }
     match &self.source {
       UploadSource::Files(files) => {
         let mut seen = HashSet::with_capacity(files.len());
