@@ -267,7 +267,7 @@ test('bad object settings are ERR_INVALID_ARG_VALUE naming the field, before any
   }
 })
 
-test('credentials from a function are refreshed before they expire, during one long upload', async () => {
+test('credentials from a function are refreshed before they expire, during one long upload', async (t) => {
   const s = await server()
   const keys = rotatingCredentials(s.credentials)
   const expiry = new Map() // access key id → when the proxy stops taking it
@@ -304,6 +304,7 @@ test('credentials from a function are refreshed before they expire, during one l
     // Cached between refreshes (about every LIFETIME / 2), not asked for per request.
     assert.ok(calls <= Math.ceil((seconds * 1000) / (LIFETIME / 2)) + 1, `${calls} calls in ${seconds} s`)
     assert.ok(p.stats.requests > calls * 2, `${p.stats.requests} requests, ${calls} calls`)
+    t.diagnostic(`${seconds} s, ${p.stats.requests} requests, ${calls} calls of the function, ${used.size} keys used, ${p.stats.refused} refused`)
     assert.ok(calls < keys.length, `${calls} calls: more than the ${keys.length} keys the server knows`)
     assert.equal(used.size, calls)
 

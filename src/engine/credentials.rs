@@ -57,12 +57,14 @@ impl std::fmt::Debug for CredentialSource {
 const REFRESH_AHEAD: Duration = Duration::from_secs(300);
 /// A source that does not settle within this fails the request with `ERR_CREDENTIALS`.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(60);
-/// After a failed refresh while the cached credentials still work, they are used and the source is asked again
-/// after this long (not on every request).
+/// After a failed fetch, the source is asked again after this long (not on every request): meanwhile requests use
+/// the credentials in hand while they work, or get the same error.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(5);
+/// Credentials are not used in their last 15 s (or last quarter, when they live shorter than a minute): a request
+/// signed then could reach S3 after they expire.
+const USABLE_MARGIN: Duration = Duration::from_secs(15);
 
-/// A fetch that failed with nothing usable cached: every request until `until` gets the same error, so a failing
-/// or hung source is asked once per `RETRY_AFTER_FAILURE`, not once per request.
+/// A failed fetch: every request until `until` that has no usable credentials gets the same error.
 struct Failed {
   message: String,
   until: SystemTime,
@@ -70,16 +72,31 @@ struct Failed {
 
 struct Cached {
   credentials: Credentials,
-  /// Ask again from then on (`None`: never).
+  /// Ask again from then on (`None`: never), in the background while they are still usable.
   refresh_at: Option<SystemTime>,
-  expiration: Option<SystemTime>,
+  /// Not used from then on (`None`: always usable).
+  usable_until: Option<SystemTime>,
 }
 
-/// The SDK's view of a [`CredentialSource`]: one fetch at a time, cached until it is time to refresh. The SDK's
-/// own identity cache is off for such a client (it would keep credentials until 10 s before expiry).
-pub(crate) struct Refreshing {
+#[derive(Default)]
+struct State {
+  cached: Option<Cached>,
+  failed: Option<Failed>,
+  /// A background refresh is under way.
+  refreshing: bool,
+}
+
+struct Inner {
   source: CredentialSource,
-  cached: tokio::sync::Mutex<(Option<Cached>, Option<Failed>)>,
+  state: tokio::sync::Mutex<State>,
+}
+
+/// The SDK's view of a [`CredentialSource`]: cached, and refreshed ahead of expiry in the background, so requests
+/// never wait on a refresh while the credentials in hand still work; with none usable, one fetch at a time, which
+/// concurrent requests wait for. The SDK's own identity cache is off for such a client (it would keep credentials
+/// until 10 s before expiry).
+pub(crate) struct Refreshing {
+  inner: Arc<Inner>,
 }
 
 impl std::fmt::Debug for Refreshing {
@@ -88,71 +105,106 @@ impl std::fmt::Debug for Refreshing {
   }
 }
 
-impl Refreshing {
-  pub(crate) fn new(source: CredentialSource) -> Self {
-    Refreshing {
-      source,
-      cached: tokio::sync::Mutex::new((None, None)),
-    }
-  }
-
-  async fn resolve(&self) -> Result<Credentials, CredentialsError> {
-    let mut state = self.cached.lock().await;
-    let (cached, failed) = &mut *state;
-    let now = SystemTime::now();
-    if let Some(c) = cached.as_ref().filter(|c| c.refresh_at.is_none_or(|t| now < t)) {
-      return Ok(c.credentials.clone());
-    }
-    if let Some(f) = failed.as_ref().filter(|f| now < f.until) {
-      return Err(CredentialsError::provider_error(f.message.clone()));
-    }
+impl Inner {
+  /// Asks the source, checks what it gave and works out when to refresh and when to stop using it.
+  async fn fetch(&self) -> Result<Cached, String> {
     let fetched = match tokio::time::timeout(FETCH_TIMEOUT, self.source.0.fetch()).await {
-      Ok(result) => result.and_then(|p| check(p, now)),
+      Ok(result) => result,
       Err(_) => Err(format!(
         "the credentials function did not settle within {} s",
         FETCH_TIMEOUT.as_secs()
       )),
     };
-    match fetched {
-      Ok(p) => {
-        let refresh_at = p.expiration.map(|exp| {
-          let lifetime = exp.duration_since(now).unwrap_or_default();
-          exp - REFRESH_AHEAD.min(lifetime / 2)
-        });
-        let c = &p.credentials;
-        let credentials = Credentials::new(
-          c.access_key_id.clone(),
-          c.secret_access_key.clone(),
-          c.session_token.clone(),
-          p.expiration,
-          "s3-ferry-credentials-function",
-        );
-        tracing::debug!(target: "s3_ferry::credentials", expires_in_s = ?p.expiration
-          .and_then(|e| e.duration_since(now).ok()).map(|d| d.as_secs()), "credentials refreshed");
-        *cached = Some(Cached {
-          credentials: credentials.clone(),
-          refresh_at,
-          expiration: p.expiration,
-        });
-        *failed = None;
+    let now = SystemTime::now();
+    let p = check(fetched?, now)?;
+    let lifetime = p.expiration.map(|exp| exp.duration_since(now).unwrap_or_default());
+    let c = &p.credentials;
+    tracing::debug!(target: "s3_ferry::credentials", expires_in_s = ?lifetime.map(|d| d.as_secs()),
+      "credentials fetched");
+    Ok(Cached {
+      credentials: Credentials::new(
+        c.access_key_id.clone(),
+        c.secret_access_key.clone(),
+        c.session_token.clone(),
+        p.expiration,
+        "s3-ferry-credentials-function",
+      ),
+      refresh_at: p
+        .expiration
+        .zip(lifetime)
+        .map(|(exp, l)| exp - REFRESH_AHEAD.min(l / 2)),
+      usable_until: p
+        .expiration
+        .zip(lifetime)
+        .map(|(exp, l)| exp - USABLE_MARGIN.min(l / 4)),
+    })
+  }
+}
+
+impl Refreshing {
+  pub(crate) fn new(source: CredentialSource) -> Self {
+    Refreshing {
+      inner: Arc::new(Inner {
+        source,
+        state: tokio::sync::Mutex::new(State::default()),
+      }),
+    }
+  }
+
+  async fn resolve(&self) -> Result<Credentials, CredentialsError> {
+    let mut state = self.inner.state.lock().await;
+    let now = SystemTime::now();
+    let retry_allowed = state.failed.as_ref().is_none_or(|f| now >= f.until);
+    if let Some(c) = &state.cached {
+      if c.refresh_at.is_none_or(|t| now < t) {
+        return Ok(c.credentials.clone());
+      }
+      if c.usable_until.is_none_or(|t| now < t) {
+        let credentials = c.credentials.clone();
+        if !state.refreshing && retry_allowed {
+          state.refreshing = true;
+          let inner = self.inner.clone();
+          tokio::spawn(async move {
+            let result = inner.fetch().await;
+            let mut state = inner.state.lock().await;
+            state.refreshing = false;
+            match result {
+              Ok(fresh) => {
+                state.cached = Some(fresh);
+                state.failed = None;
+              }
+              Err(message) => {
+                tracing::warn!(target: "s3_ferry::credentials", error = %message,
+                  "refreshing credentials failed; using the current ones while they last");
+                state.failed = Some(Failed {
+                  message,
+                  until: SystemTime::now() + RETRY_AFTER_FAILURE,
+                });
+              }
+            }
+          });
+        }
+        return Ok(credentials);
+      }
+    }
+    if let (false, Some(f)) = (retry_allowed, &state.failed) {
+      return Err(CredentialsError::provider_error(f.message.clone()));
+    }
+    // Nothing usable: fetch now, holding the lock, so concurrent requests wait for this one fetch.
+    match self.inner.fetch().await {
+      Ok(fresh) => {
+        let credentials = fresh.credentials.clone();
+        state.cached = Some(fresh);
+        state.failed = None;
         Ok(credentials)
       }
-      Err(message) => match cached.as_mut().filter(|c| c.expiration.is_none_or(|e| now < e)) {
-        // The ones we have still work: keep using them, ask again a little later.
-        Some(c) => {
-          tracing::warn!(target: "s3_ferry::credentials", error = %message,
-            "refreshing credentials failed; using the current ones until they expire");
-          c.refresh_at = Some((now + RETRY_AFTER_FAILURE).min(c.expiration.unwrap_or(now + RETRY_AFTER_FAILURE)));
-          Ok(c.credentials.clone())
-        }
-        None => {
-          *failed = Some(Failed {
-            message: message.clone(),
-            until: SystemTime::now() + RETRY_AFTER_FAILURE,
-          });
-          Err(CredentialsError::provider_error(message))
-        }
-      },
+      Err(message) => {
+        state.failed = Some(Failed {
+          message: message.clone(),
+          until: SystemTime::now() + RETRY_AFTER_FAILURE,
+        });
+        Err(CredentialsError::provider_error(message))
+      }
     }
   }
 }
@@ -373,13 +425,16 @@ mod tests {
   }
 
   #[tokio::test]
-  async fn cached_until_half_their_short_lifetime() {
+  async fn cached_until_half_their_short_lifetime_then_refreshed_in_the_background() {
     let (counter, r) = source(Duration::from_millis(1200), usize::MAX);
     let a = r.resolve().await.unwrap();
     let b = r.resolve().await.unwrap();
     assert_eq!((a.access_key_id(), b.access_key_id()), ("AKID1", "AKID1"));
     assert_eq!(counter.calls.load(Ordering::SeqCst), 1);
-    tokio::time::sleep(Duration::from_millis(750)).await;
+    // Past half their life (600 ms), before their last quarter (900 ms): served at once, refreshed behind.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(r.resolve().await.unwrap().access_key_id(), "AKID1");
+    tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(r.resolve().await.unwrap().access_key_id(), "AKID2");
     assert_eq!(counter.calls.load(Ordering::SeqCst), 2);
   }
@@ -388,21 +443,21 @@ mod tests {
   async fn a_failed_refresh_keeps_working_credentials_and_fails_without_them() {
     let (counter, r) = source(Duration::from_millis(1200), 1);
     r.resolve().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(750)).await;
-    // Refresh fails, the first credentials still work for ~450 ms.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    // The refresh (behind) fails; the first credentials still serve until their last quarter.
     assert_eq!(r.resolve().await.unwrap().access_key_id(), "AKID1");
+    tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(r.resolve().await.unwrap().access_key_id(), "AKID1");
     assert_eq!(
       counter.calls.load(Ordering::SeqCst),
       2,
       "not asked again on every request"
     );
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // None usable, and the failure is recent: the same error, without asking again.
     let e = r.resolve().await.unwrap_err();
     assert_eq!(reason(&e), "provider says no");
-    // The failure is kept for a while: the next request does not ask again.
-    assert!(r.resolve().await.is_err());
-    assert_eq!(counter.calls.load(Ordering::SeqCst), 3);
+    assert_eq!(counter.calls.load(Ordering::SeqCst), 2);
   }
 
   #[tokio::test]
