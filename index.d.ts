@@ -50,6 +50,12 @@ export declare class TransferClient {
    */
   uploadContentAddressed(request: ContentAddressedUploadRequest): Promise<ContentAddressedUploadResult>
   /**
+   * Creates a bucket in the client's region (the location constraint S3 needs outside `us-east-1` is sent for
+   * AWS). One that exists and is yours resolves with `created: false`; one that is another account's rejects
+   * with `BucketAlreadyExists`.
+   */
+  createBucket(request: CreateBucketRequest): Promise<CreateBucketResult>
+  /**
    * Job attachments: downloads the files of a manifest into `localDir` from `{rootPrefix}/Data/{hash}.xxh128`
    * (else the key without `.xxh128`). Files already there with the manifest's hash are skipped; every file
    * fetched is checked against its hash (`ERR_CHECKSUM_MISMATCH`, nothing written) and given the manifest's
@@ -203,6 +209,20 @@ export interface ContentAddressedUploadResult {
    * sample of those it does (16, or 1% when more; one found missing and every content is checked).
    */
   checkedKeys: number
+}
+
+/** What `createBucket` creates. */
+export interface CreateBucketRequest {
+  /** The bucket's name. */
+  bucket: string
+  /** Cancels the call. */
+  signal?: AbortSignal
+}
+
+/** What `createBucket` resolves to. */
+export interface CreateBucketResult {
+  /** `false` when the bucket existed already and is yours (nothing was changed). */
+  created: boolean
 }
 
 /** Explicit credentials. Never printed in errors or logs. */

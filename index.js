@@ -27,18 +27,64 @@ function loadNative() {
   try {
     return require('./native.js')
   } catch (cause) {
-    const pkg = platformPackage()
-    const version = require('./package.json').version
-    const err = new Error(
-      `s3-ferry: the native binary for ${process.platform}-${process.arch} did not load. It comes in the platform ` +
-        `package ${pkg}, which npm installs as an optional dependency of s3-ferry. Install it ` +
-        `(npm install ${pkg}@${version}), or remove node_modules and the lock file and install again without ` +
-        `omitting optional dependencies. If ${pkg} does not exist, this platform has no prebuilt binary yet.`,
-      { cause },
-    )
+    const err = new Error(`s3-ferry: ${whyNotLoaded(cause)}`, { cause })
     err.code = 'ERR_S3_FERRY_BINDING'
     throw err
   }
+}
+
+/** The platform packages there are, from the build targets: `x86_64-unknown-linux-gnu` → `s3-ferry-linux-x64-gnu`. */
+function supportedPackages() {
+  const { napi } = require('./package.json')
+  return napi.targets.map((triple) => {
+    const [cpu, , os, abi] = triple.split('-')
+    const arch = { x86_64: 'x64', aarch64: 'arm64' }[cpu] ?? cpu
+    const platform = { linux: 'linux', apple: 'darwin', darwin: 'darwin', windows: 'win32', pc: 'win32' }[triple.includes('apple') ? 'apple' : triple.includes('windows') ? 'windows' : os] ?? os
+    const suffix = platform === 'linux' ? `-${abi}` : platform === 'win32' ? '-msvc' : ''
+    return `s3-ferry-${platform}-${arch}${suffix}`
+  })
+}
+
+/** Every error in the loader's chain of causes. */
+function causes(err) {
+  const out = []
+  for (let e = err; e && out.length < 20; e = e.cause) out.push(e)
+  return out
+}
+
+/** What went wrong, in one sentence a user can act on: which case of four it is, and what to do. */
+function whyNotLoaded(cause) {
+  const pkg = platformPackage()
+  const here = `${process.platform}-${process.arch}`
+  if (process.env.NAPI_RS_NATIVE_LIBRARY_PATH) {
+    return `the binary NAPI_RS_NATIVE_LIBRARY_PATH names (${process.env.NAPI_RS_NATIVE_LIBRARY_PATH}) did not load: ${causes(cause).at(-1)?.message}`
+  }
+  // Present but refused by the OS loader (another architecture, a truncated file, a missing system library).
+  // (The generated loader passes its errors on as messages: the OS loader's reads `<path>.node: <reason>`.)
+  const dlopen = causes(cause).find((e) => e.code === 'ERR_DLOPEN_FAILED' || (/\.node: /.test(e.message) && !/^Cannot find module/.test(e.message)))
+  if (dlopen) return `the native binary for ${here} is installed but did not load: ${dlopen.message.split('\n')[0]}`
+  if (!supportedPackages().includes(pkg)) {
+    return `there is no prebuilt binary for ${here} (${pkg.replace('s3-ferry-', '')}); prebuilt: ${supportedPackages().map((p) => p.replace('s3-ferry-', '')).join(', ')}`
+  }
+  let manifest
+  try {
+    manifest = require.resolve(`${pkg}/package.json`)
+  } catch {
+    return (
+      `the platform package ${pkg} is not installed. npm installs it with s3-ferry as an optional dependency: ` +
+      `install again without --omit=optional (or remove node_modules and the lock file first); from a clone of ` +
+      `s3-ferry, \`npm run pack\` makes both packages (README: Installing from a clone)` +
+      (require('node:fs').existsSync(require('node:path').join(__dirname, 'Cargo.toml'))
+        ? `, and \`npm run build\` builds the binary in place`
+        : '')
+    )
+  }
+  const dir = require('node:path').dirname(manifest)
+  const binary = require('node:path').join(dir, require(manifest).main ?? '')
+  if (!require('node:fs').existsSync(binary)) {
+    return `the platform package ${pkg} is installed (${dir}) but has no binary in it; it was packed without one: from a clone, \`npm run pack\` packs it with the binary`
+  }
+  return `the native binary for ${here} did not load: ${causes(cause).at(-1)?.message}`
 }
 
 const EMPTY_SUMMARY = Object.freeze({ files: 0, bytes: 0, skippedFiles: 0, skippedBytes: 0, seconds: 0, bytesPerSecond: 0 })
@@ -86,6 +132,7 @@ const FIELDS = {
   DownloadRequest: [...CALL, 'objects', 'localDir', 'keyPrefix', 'conflict', 'filter', 'skipUnchanged', 'dryRun', 'continueOnError', 'sseCustomerKey'],
   ContentAddressedUploadRequest: [...CALL, 'rootPrefix', 'localDir', 'files', 'manifestKey', 'resumable'],
   ManifestDownloadRequest: [...CALL, 'rootPrefix', 'manifest', 'manifestKey', 'localDir', 'conflict'],
+  CreateBucketRequest: ['bucket', 'signal'],
   FilterSets: ['include', 'exclude'],
   FilterRule: ['include', 'exclude'],
 }
@@ -299,6 +346,10 @@ class TransferClient extends native.TransferClient {
 
   downloadManifest(request) {
     return run((r) => super.downloadManifest(r), request, ['ManifestDownloadRequest'], CREDENTIALS.get(this))
+  }
+
+  createBucket(request) {
+    return run((r) => super.createBucket(r), request, ['CreateBucketRequest'], CREDENTIALS.get(this))
   }
 }
 

@@ -15,6 +15,9 @@ import {
   ListObjectsV2Command,
 } from '@aws-sdk/client-s3'
 
+// The SDK here is a test helper: its notice that it will need Node 22 is not about what is tested.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true'
+
 // Each test process gets its own cache (file hashes, seen keys, multipart records), never the user's.
 let ownCacheDir
 if (!process.env.S3_FERRY_CACHE_DIR) {

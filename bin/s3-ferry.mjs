@@ -14,7 +14,14 @@ import { createRequire } from 'node:module'
 import path from 'node:path'
 import { Command, InvalidArgumentError, Option } from 'commander'
 import cliProgress from 'cli-progress'
-import { TransferClient } from 's3-ferry'
+// Loaded here so a missing or broken binary is one line on stderr and exit 1, not a stack trace.
+let TransferClient
+try {
+  ;({ TransferClient } = await import('s3-ferry'))
+} catch (e) {
+  console.error(e.code === 'ERR_S3_FERRY_BINDING' ? e.message : `s3-ferry: ${e.code ?? 'ERROR'}: ${e.message}`)
+  process.exit(1)
+}
 
 const { version } = createRequire(import.meta.url)('s3-ferry/package.json')
 
@@ -458,6 +465,20 @@ export function program() {
         const { manifest, summary, ...rest } = out
         return { ...summary, ...rest, ...(opts.json && !opts.manifest ? { manifest } : {}) }
       })
+    })
+  common(prog.command('mb'))
+    .description('make a bucket (in --region; one that exists and is yours is fine)')
+    .addHelpText('after', examples('mb s3://jobs', 'mb --endpoint http://127.0.0.1:9000 --path-style s3://jobs'))
+    .argument('<bucket>', 's3://bucket', parseS3Url)
+    .action(async ({ bucket, prefix }, opts) => {
+      if (prefix) throw new UsageError(`mb takes a bucket, not a key: s3://${bucket}`, 'mb')
+      try {
+        const { created } = await clientFrom(opts).createBucket({ bucket })
+        if (!opts.quiet) console.log(created ? `make_bucket: ${bucket}` : `make_bucket: ${bucket} exists already (yours)`)
+      } catch (e) {
+        console.error(`s3-ferry: ${e.code ?? 'ERROR'}: ${e.message}`)
+        process.exitCode = 1
+      }
     })
   attachments(common(prog.command('download-manifest')))
     .description('job attachments: download the files of a manifest from s3://bucket/root/Data/, verifying each, skipping those already present')

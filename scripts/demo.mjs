@@ -12,7 +12,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { parseArgs } from 'node:util'
 import { spawnSync } from 'node:child_process'
-import { ROOT, buildAddon, ensureNpmDeps } from './setup.mjs'
+import { QUIET_SDK, ROOT, buildAddon, ensureNpmDeps } from './setup.mjs'
 import { hashTree } from './tree.mjs'
 
 const { values: opts } = parseArgs({
@@ -26,6 +26,7 @@ const { values: opts } = parseArgs({
 })
 
 ensureNpmDeps()
+Object.assign(process.env, QUIET_SDK)
 if (!opts['skip-build']) buildAddon({ release: true })
 const { TransferClient } = await import('../index.js')
 const { serverFromEnv, startS3Server } = await import('./s3-server.mjs')

@@ -4,8 +4,13 @@
 //   import { ensureSeaweed, startS3Server } from './s3-server.mjs'
 //   const server = await startS3Server()      // { endpoint, region, credentials, stop() }
 //
-// Run directly (`node scripts/s3-server.mjs`) it starts a server, prints its settings as JSON and runs until
-// interrupted.
+// `npm run s3-server` (this file run directly) is a local S3 for your own experiments: a fixed endpoint and
+// credentials, printed, data kept between runs, buckets created at start, Ctrl-C to stop:
+//
+//   npm run s3-server -- --bucket jobs                 # http://127.0.0.1:9000, key s3ferry / s3ferry-local-secret
+//   npm run s3-server -- --port 9100 --data /tmp/s3 --access-key me --secret-key my-secret --bucket a --bucket b
+//   npm run s3-server -- --fresh                       # delete the kept data first
+//   npm run s3-server -- --json                        # the settings as one JSON line (for scripts)
 import { spawn, execFileSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
@@ -129,10 +134,12 @@ async function waitForS3(endpoint, timeoutMs) {
  * Starts SeaweedFS on free loopback ports with a fresh data directory and one identity. Buckets are not created
  * implicitly (`-s3.autoCreateBucket=false`), so a missing bucket is a real NoSuchBucket.
  */
-export async function startS3Server({ log = false } = {}) {
+export async function startS3Server({ log = false, s3Port, credentials: given, dataDir } = {}) {
   const weed = ensureSeaweed()
-  const dir = mkdtempSync(path.join(os.tmpdir(), 's3-ferry-weed-'))
-  const credentials = { accessKeyId: 'ferry' + randomBytes(4).toString('hex'), secretAccessKey: randomBytes(16).toString('hex') }
+  // A data directory given is kept (stop() leaves it); otherwise a fresh one, removed on stop.
+  const dir = dataDir ?? mkdtempSync(path.join(os.tmpdir(), 's3-ferry-weed-'))
+  mkdirSync(dir, { recursive: true })
+  const credentials = given ?? { accessKeyId: 'ferry' + randomBytes(4).toString('hex'), secretAccessKey: randomBytes(16).toString('hex') }
   // A second identity that may only read, so tests can provoke a real AccessDenied.
   const readOnlyCredentials = { accessKeyId: 'reader' + randomBytes(4).toString('hex'), secretAccessKey: randomBytes(16).toString('hex') }
   const config = path.join(dir, 's3.json')
@@ -161,6 +168,7 @@ export async function startS3Server({ log = false } = {}) {
   ]
   const ports = await freePorts(names.length)
   const byName = Object.fromEntries(names.map((n, i) => [n, ports[i]]))
+  if (s3Port) byName['s3.port'] = s3Port
   const args = [
     'mini',
     `-dir=${path.join(dir, 'data')}`,
@@ -177,7 +185,7 @@ export async function startS3Server({ log = false } = {}) {
     '-master.volumeSizeLimitMB=256',
     ...names.map((n) => `-${n}=${byName[n]}`),
   ]
-  mkdirSync(path.join(dir, 'data'))
+  mkdirSync(path.join(dir, 'data'), { recursive: true })
   const child = spawn(weed, args, { stdio: ['ignore', log ? 'inherit' : 'ignore', log ? 'inherit' : 'ignore'], detached: false })
   const endpoint = `http://127.0.0.1:${byName['s3.port']}`
   try {
@@ -185,7 +193,7 @@ export async function startS3Server({ log = false } = {}) {
     await waitForS3(endpoint, 60_000)
   } catch (e) {
     child.kill('SIGKILL')
-    rmSync(dir, { recursive: true, force: true })
+    if (!dataDir) rmSync(dir, { recursive: true, force: true })
     throw e
   }
   const exited = new Promise((resolve) => child.once('exit', resolve))
@@ -204,15 +212,54 @@ export async function startS3Server({ log = false } = {}) {
         await exited
         clearTimeout(timer)
       }
-      rmSync(dir, { recursive: true, force: true })
+      if (!dataDir) rmSync(dir, { recursive: true, force: true })
     },
   }
 }
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  const server = await startS3Server({ log: process.argv.includes('--log') })
-  console.log(JSON.stringify({ endpoint: server.endpoint, region: server.region, credentials: server.credentials }))
+  const { parseArgs } = await import('node:util')
+  const { values } = parseArgs({
+    options: {
+      port: { type: 'string', default: '9000' },
+      'access-key': { type: 'string', default: 's3ferry' },
+      'secret-key': { type: 'string', default: 's3ferry-local-secret' },
+      data: { type: 'string', default: path.join(ROOT, '.cache', 's3-server') },
+      bucket: { type: 'string', multiple: true, default: [] },
+      fresh: { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
+      log: { type: 'boolean', default: false },
+    },
+  })
+  const port = Number(values.port)
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`--port must be a port number, got ${values.port}`)
+  const dataDir = path.resolve(values.data)
+  if (values.fresh) rmSync(dataDir, { recursive: true, force: true })
+  const credentials = { accessKeyId: values['access-key'], secretAccessKey: values['secret-key'] }
+  const server = await startS3Server({ log: values.log, s3Port: port, credentials, dataDir })
   const stop = () => server.stop().then(() => process.exit(0))
   process.on('SIGINT', stop)
   process.on('SIGTERM', stop)
+  // Buckets with the AWS SDK (a dev dependency): this works before s3-ferry itself is built.
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true'
+  const { S3Client, CreateBucketCommand } = await import('@aws-sdk/client-s3')
+  // A copy: the SDK marks the object it is given.
+  const sdk = new S3Client({ endpoint: server.endpoint, region: server.region, forcePathStyle: true, credentials: { ...credentials } })
+  for (const bucket of values.bucket) {
+    await sdk.send(new CreateBucketCommand({ Bucket: bucket })).catch((e) => {
+      if (e.name !== 'BucketAlreadyOwnedByYou' && e.name !== 'BucketAlreadyExists') throw e
+    })
+  }
+  if (values.json) {
+    console.log(JSON.stringify({ endpoint: server.endpoint, region: server.region, credentials, buckets: values.bucket, dataDir }))
+  } else {
+    console.log(`Local S3 (SeaweedFS) at ${server.endpoint}, region ${server.region}; data in ${dataDir} (kept; --fresh deletes it)
+${values.bucket.length ? `Buckets: ${values.bucket.join(', ')}\n` : ''}
+In another terminal:
+  export AWS_ACCESS_KEY_ID=${credentials.accessKeyId} AWS_SECRET_ACCESS_KEY=${credentials.secretAccessKey} AWS_REGION=${server.region}
+  npx s3-ferry upload --endpoint ${server.endpoint} --path-style ./some-dir s3://${values.bucket[0] ?? 'jobs'}/job-1/
+
+Library options: { endpoint: '${server.endpoint}', forcePathStyle: true, credentials: { accessKeyId: '${credentials.accessKeyId}', secretAccessKey: '${credentials.secretAccessKey}' } }
+Ctrl-C stops it.`)
+  }
 }

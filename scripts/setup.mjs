@@ -1,6 +1,6 @@
 // Set-up steps shared by `npm test`, `npm run demo` and `npm run bench`, so each does all of it on a fresh clone.
 import { spawnSync } from 'node:child_process'
-import { existsSync, statSync } from 'node:fs'
+import { existsSync, mkdirSync, renameSync, statSync } from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -17,6 +17,13 @@ export function sh(cmd, argv, opts = {}) {
   }
 }
 
+/**
+ * The AWS SDK for JavaScript, a test and demo helper here (setting up buckets, reading objects back), warns once per
+ * process that it will need Node 22 from 2027. That is about the helper, not about s3-ferry on Node 20: kept out of
+ * the test and demo output.
+ */
+export const QUIET_SDK = { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' }
+
 /** `npm ci` when node_modules is missing or older than the lock file. */
 export function ensureNpmDeps() {
   const lock = path.join(ROOT, 'package-lock.json')
@@ -27,17 +34,55 @@ export function ensureNpmDeps() {
   }
 }
 
+/** This machine's platform name as napi-rs writes it: `linux-x64-gnu`, `darwin-arm64`, `win32-x64-msvc`. */
+export function platformName() {
+  const abi = {
+    linux: process.report?.getReport?.().header?.glibcVersionRuntime ? '-gnu' : '-musl',
+    win32: '-msvc',
+  }[process.platform] ?? ''
+  return `${process.platform}-${process.arch}${abi}`
+}
+
+/** Where the debug build's binary goes: out of the way of the release one, which the package root keeps. */
+export const DEBUG_DIR = path.join(ROOT, 'target', 'addon-debug')
+export const debugBinary = () => path.join(DEBUG_DIR, `s3-ferry.${platformName()}.node`)
+export const releaseBinary = () => path.join(ROOT, `s3-ferry.${platformName()}.node`)
+
 /**
- * Builds the addon. Tests use the debug build (a cold release build of aws-sdk-s3 takes minutes on 2 cores);
- * the demo and the benchmark use the release build. Both write the same .node file; cargo keeps both profiles'
- * artifacts, so switching back and forth only relinks.
+ * Builds the addon. Tests use the debug build (a cold release build of aws-sdk-s3 takes minutes on 2 cores),
+ * written to `target/addon-debug/` and loaded through `NAPI_RS_NATIVE_LIBRARY_PATH` (see `debugEnv`); the demo,
+ * the benchmark and `npm run pack` use the release build, at the package root where the loader finds it. So one
+ * never replaces the other. Both regenerate native.js and index.d.ts (the same for both); cargo keeps both
+ * profiles' artifacts, so switching back and forth only relinks.
  */
 export function buildAddon({ release }) {
   console.log(`== build the addon (${release ? 'release' : 'debug'})`)
   const args = ['napi', 'build', '--platform', '--js', 'native.js', '--dts', 'index.d.ts', '--no-const-enum']
-  if (release) args.push('--release')
-  sh('npx', args)
+  if (release) {
+    sh('npx', args)
+    return
+  }
+  // napi build writes the binary at the root (its --output-dir would also move native.js's paths): the release
+  // binary there is set aside and put back, and the debug one moved to target/addon-debug/.
+  const root = releaseBinary()
+  const aside = `${root}.release`
+  if (existsSync(root)) renameSync(root, aside)
+  try {
+    const r = spawnSync('npx', args, { stdio: 'inherit', cwd: ROOT, shell: process.platform === 'win32' })
+    if (r.status !== 0) throw new Error(`npx ${args.join(' ')} failed (${r.status ?? r.signal})`)
+    mkdirSync(DEBUG_DIR, { recursive: true })
+    renameSync(root, debugBinary())
+  } catch (e) {
+    console.error(e.message)
+    process.exitCode = 1
+  } finally {
+    if (existsSync(aside)) renameSync(aside, root)
+  }
+  if (process.exitCode) process.exit(process.exitCode)
 }
+
+/** The environment that makes `require('s3-ferry')` (this checkout) load the debug build. */
+export const debugEnv = () => ({ NAPI_RS_NATIVE_LIBRARY_PATH: debugBinary() })
 
 /**
  * Installs Debian packages the tests need (the CLI's terminal test runs under tmux) when their command (or, given
@@ -58,4 +103,9 @@ export function ensureDebianPackages(packages) {
   console.log(`== apt-get install ${names.join(' ')}`)
   sh('apt-get', ['update', '-qq'])
   sh('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...names], { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } })
+}
+
+// `node scripts/setup.mjs build [--debug]`: what `npm run build` / `npm run build:debug` run.
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url) && process.argv[2] === 'build') {
+  buildAddon({ release: !process.argv.includes('--debug') })
 }

@@ -9,7 +9,7 @@
 import { execFileSync, spawnSync } from 'node:child_process'
 import { readdirSync } from 'node:fs'
 import path from 'node:path'
-import { ROOT, buildAddon, ensureDebianPackages, ensureNpmDeps, sh } from './setup.mjs'
+import { QUIET_SDK, ROOT, buildAddon, debugEnv, ensureDebianPackages, ensureNpmDeps, sh } from './setup.mjs'
 
 const args = process.argv.slice(2)
 const flag = (f) => args.includes(f)
@@ -46,7 +46,8 @@ step('start the local S3 server')
 const { startS3Server, serverEnv } = await import('./s3-server.mjs')
 const server = await startS3Server()
 console.log(`SeaweedFS S3 at ${server.endpoint}`)
-const env = { ...process.env, ...serverEnv(server) }
+// The tests load the debug build (target/addon-debug/), never a release binary at the package root.
+const env = { ...process.env, ...serverEnv(server), ...debugEnv(), ...QUIET_SDK }
 let status = 1
 try {
   step('node --test __test__/')

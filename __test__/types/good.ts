@@ -53,6 +53,8 @@ async function main(signal: AbortSignal): Promise<number> {
   await refreshing.download({ bucket: 'jobs', localDir: './o', sseCustomerKey: new Uint8Array(32), expectedBucketOwner: '111122223333' })
   await refreshing.upload({ bucket: 'jobs', localDir: './o', sseCustomerKey: 'base64-of-32-bytes' })
   await refreshing.uploadContentAddressed({ bucket: 'jobs', rootPrefix: 'ja', localDir: './o', expectedBucketOwner: '111122223333' })
+  const made: boolean = (await refreshing.createBucket({ bucket: 'new-jobs', signal })).created
+  void made
   return up.files + down.bytesPerSecond + workers
 }
 void main

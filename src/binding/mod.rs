@@ -21,7 +21,8 @@ use napi_derive::napi;
 use crate::engine::{self, CancellationToken, Control, Engine, ProgressSink};
 use errors::to_js_error;
 pub use options::{
-  ClientOptions, ContentAddressedUploadRequest, DownloadRequest, ManifestDownloadRequest, UploadRequest,
+  ClientOptions, ContentAddressedUploadRequest, CreateBucketRequest, DownloadRequest, ManifestDownloadRequest,
+  UploadRequest,
 };
 
 /// What a finished upload or download resolves to.
@@ -240,6 +241,21 @@ impl TransferClient {
     })
   }
 
+  /// Creates a bucket in the client's region (the location constraint S3 needs outside `us-east-1` is sent for
+  /// AWS). One that exists and is yours resolves with `created: false`; one that is another account's rejects
+  /// with `BucketAlreadyExists`.
+  #[napi]
+  pub fn create_bucket<'env>(
+    &self,
+    env: &'env Env,
+    request: CreateBucketRequest,
+  ) -> Result<PromiseRaw<'env, CreateBucketResult>> {
+    let engine = self.engine.clone();
+    start(env, request, move |bucket, control| async move {
+      engine.create_bucket(bucket, control).await
+    })
+  }
+
   /// Job attachments: downloads the files of a manifest into `localDir` from `{rootPrefix}/Data/{hash}.xxh128`
   /// (else the key without `.xxh128`). Files already there with the manifest's hash are skipped; every file
   /// fetched is checked against its hash (`ERR_CHECKSUM_MISMATCH`, nothing written) and given the manifest's
@@ -254,6 +270,23 @@ impl TransferClient {
     start(env, request, move |r, control| async move {
       engine.download_attachments(r, control).await
     })
+  }
+}
+
+/// What `createBucket` resolves to.
+#[napi(object, object_from_js = false)]
+pub struct CreateBucketResult {
+  /// `false` when the bucket existed already and is yours (nothing was changed).
+  pub created: bool,
+}
+
+impl CallOutput for engine::BucketCreated {
+  type Js = CreateBucketResult;
+  fn summary(&self) -> &engine::Summary {
+    &self.summary
+  }
+  fn into_js(self) -> CreateBucketResult {
+    CreateBucketResult { created: self.created }
   }
 }
 

@@ -524,6 +524,32 @@ pub struct ManifestDownloadRequest {
   pub expected_bucket_owner: Option<String>,
 }
 
+/// What `createBucket` creates.
+#[napi(object, object_to_js = false)]
+pub struct CreateBucketRequest {
+  /// The bucket's name.
+  pub bucket: String,
+  /// Cancels the call.
+  pub signal: Option<AbortSignal>,
+}
+
+impl CallRequest for CreateBucketRequest {
+  type Engine = String;
+
+  fn to_engine(&mut self) -> Result<String, Error> {
+    Ok(std::mem::take(&mut self.bucket))
+  }
+
+  fn call_parts(&mut self) -> CallParts<'_> {
+    CallParts {
+      signal: self.signal.as_ref(),
+      on_progress: None,
+      progress_interval_ms: None,
+      max_bandwidth: None,
+    }
+  }
+}
+
 /// A number option that must be a positive integer.
 pub fn positive(name: &str, value: Option<f64>, max: f64) -> Result<Option<u64>, Error> {
   match value {

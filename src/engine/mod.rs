@@ -9,6 +9,7 @@
 
 mod attachments;
 mod body;
+mod bucket;
 pub mod cache;
 mod checksum;
 mod client;
@@ -33,6 +34,7 @@ mod upload;
 use std::time::Duration;
 
 pub use attachments::{data_key, AttachmentDownload, AttachmentUpload, AttachmentUploadOutput, ManifestSource};
+pub use bucket::BucketCreated;
 pub use client::Engine;
 pub use config::{ChecksumAlgorithm, ChecksumMode, ClientConfig, StaticCredentials};
 pub use credentials::{CredentialSource, FetchCredentials, Provided};
