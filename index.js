@@ -52,39 +52,60 @@ function causes(err) {
   return out
 }
 
+/** The first line of an error's message (the OS loader's reason, without Node's require stack). */
+function firstLine(e) {
+  return String(e?.message ?? e).split(/\r?\n/)[0]
+}
+
+/** Why the binary at `file` does not load, as the OS loader says it; null if it does. */
+function refusal(file) {
+  try {
+    process.dlopen({ exports: {} }, file)
+    return null
+  } catch (e) {
+    return firstLine(e)
+  }
+}
+
 /** What went wrong, in one sentence a user can act on: which case of four it is, and what to do. */
 function whyNotLoaded(cause) {
+  const fs = require('node:fs')
+  const path = require('node:path')
   const pkg = platformPackage()
   const here = `${process.platform}-${process.arch}`
-  if (process.env.NAPI_RS_NATIVE_LIBRARY_PATH) {
-    return `the binary NAPI_RS_NATIVE_LIBRARY_PATH names (${process.env.NAPI_RS_NATIVE_LIBRARY_PATH}) did not load: ${causes(cause).at(-1)?.message}`
+  const override = process.env.NAPI_RS_NATIVE_LIBRARY_PATH
+  if (override) {
+    if (!fs.existsSync(override)) return `NAPI_RS_NATIVE_LIBRARY_PATH names ${override}, which does not exist`
+    return `the binary NAPI_RS_NATIVE_LIBRARY_PATH names (${override}) did not load: ${refusal(override) ?? firstLine(cause)}`
   }
-  // Present but refused by the OS loader (another architecture, a truncated file, a missing system library).
-  // (The generated loader passes its errors on as messages: the OS loader's reads `<path>.node: <reason>`.)
-  const dlopen = causes(cause).find((e) => e.code === 'ERR_DLOPEN_FAILED' || (/\.node: /.test(e.message) && !/^Cannot find module/.test(e.message)))
-  if (dlopen) return `the native binary for ${here} is installed but did not load: ${dlopen.message.split('\n')[0]}`
   if (!supportedPackages().includes(pkg)) {
     return `there is no prebuilt binary for ${here} (${pkg.replace('s3-ferry-', '')}); prebuilt: ${supportedPackages().map((p) => p.replace('s3-ferry-', '')).join(', ')}`
   }
-  let manifest
+  // A binary that is there but refused by the OS loader (another architecture, a truncated file, a missing system
+  // library): the loader's own words. First one beside this file (a build in a clone), then the package's.
+  const local = path.join(__dirname, `s3-ferry.${pkg.replace('s3-ferry-', '')}.node`)
+  let manifest = null
   try {
     manifest = require.resolve(`${pkg}/package.json`)
-  } catch {
+  } catch {}
+  const packaged = manifest && path.join(path.dirname(manifest), require(manifest).main ?? '')
+  for (const file of [local, packaged]) {
+    if (!file || !fs.existsSync(file)) continue
+    const why = refusal(file)
+    if (why) return `the native binary for ${here} is installed but did not load: ${why.includes(file) ? why : `${file}: ${why}`}`
+  }
+  if (!manifest) {
     return (
       `the platform package ${pkg} is not installed. npm installs it with s3-ferry as an optional dependency: ` +
       `install again without --omit=optional (or remove node_modules and the lock file first); from a clone of ` +
       `s3-ferry, \`npm run pack\` makes both packages (README: Installing from a clone)` +
-      (require('node:fs').existsSync(require('node:path').join(__dirname, 'Cargo.toml'))
-        ? `, and \`npm run build\` builds the binary in place`
-        : '')
+      (fs.existsSync(path.join(__dirname, 'Cargo.toml')) ? `, and \`npm run build\` builds the binary in place` : '')
     )
   }
-  const dir = require('node:path').dirname(manifest)
-  const binary = require('node:path').join(dir, require(manifest).main ?? '')
-  if (!require('node:fs').existsSync(binary)) {
-    return `the platform package ${pkg} is installed (${dir}) but has no binary in it; it was packed without one: from a clone, \`npm run pack\` packs it with the binary`
+  if (!fs.existsSync(packaged)) {
+    return `the platform package ${pkg} is installed (${path.dirname(manifest)}) but has no binary in it; it was packed without one: from a clone, \`npm run pack\` packs it with the binary`
   }
-  return `the native binary for ${here} did not load: ${causes(cause).at(-1)?.message}`
+  return `the native binary for ${here} did not load: ${firstLine(causes(cause).find((e) => !/^Cannot find module/.test(e.message)) ?? cause)}`
 }
 
 const EMPTY_SUMMARY = Object.freeze({ files: 0, bytes: 0, skippedFiles: 0, skippedBytes: 0, seconds: 0, bytesPerSecond: 0 })

@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url'
 import { CreateBucketCommand, GetObjectTaggingCommand, HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3'
 import { fromEnv } from '@aws-sdk/credential-providers'
 import { TransferClient } from '../index.js'
-import { MiB, allFiles, bytes, clientOptions, listKeys, makeBucket, openUploads, s3, server, tempDir, treeHashes, writeTree } from './helpers.mjs'
+import { MiB, allFiles, buildEnv, bytes, clientOptions, listKeys, makeBucket, openUploads, s3, server, tempDir, treeHashes, writeTree } from './helpers.mjs'
 import { startFaultProxy } from '../scripts/fault-proxy.mjs'
 import { PUBLIC_BUCKET, rotatingCredentials } from '../scripts/s3-server.mjs'
 
@@ -412,7 +412,7 @@ test('ERR_CREDENTIALS names every provider of the default chain it tried, and a 
       .upload({ bucket: 'b', localDir: ${JSON.stringify(home)} }).then(() => 'resolved', (e) => e.code + ' ' + e.message)
     Promise.all([fail({}), fail({ profile: 'nosuch' })]).then((r) => console.log(JSON.stringify(r)))
   `
-  const env = { PATH: process.env.PATH, HOME: home, AWS_CONFIG_FILE: config, AWS_SHARED_CREDENTIALS_FILE: path.join(home, 'none'), AWS_EC2_METADATA_DISABLED: 'true' }
+  const env = { ...buildEnv(), PATH: process.env.PATH, HOME: home, AWS_CONFIG_FILE: config, AWS_SHARED_CREDENTIALS_FILE: path.join(home, 'none'), AWS_EC2_METADATA_DISABLED: 'true' }
   const r = spawnSync(process.execPath, ['-e', script], { env, encoding: 'utf8', timeout: 60_000 })
   assert.equal(r.status, 0, r.stderr)
   const [chain, profile] = JSON.parse(r.stdout)

@@ -9,7 +9,7 @@ import { test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { TransferClient, upload } from '../index.js'
 import { startFaultProxy } from '../scripts/fault-proxy.mjs'
-import { allFiles, bytes, clientOptions, listKeys, makeBucket, server, tempDir, treeHashes, writeTree } from './helpers.mjs'
+import { allFiles, buildEnv, bytes, clientOptions, listKeys, makeBucket, server, tempDir, treeHashes, writeTree } from './helpers.mjs'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 
@@ -379,7 +379,7 @@ test('no credentials anywhere: ERR_CREDENTIALS, without stalling on instance met
     c.upload({ bucket: 'b', localDir: ${JSON.stringify(dir)} })
       .then(() => console.log('resolved'), (e) => console.log(JSON.stringify({ code: e.code })))`
   // A clean environment: no AWS_* variables, a HOME without ~/.aws.
-  const env = { PATH: process.env.PATH, HOME: dir }
+  const env = { ...buildEnv(), PATH: process.env.PATH, HOME: dir }
   const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', env, timeout: 60_000 })
   assert.equal(r.status, 0, r.stderr)
   assert.deepEqual(JSON.parse(r.stdout.trim()), { code: 'ERR_CREDENTIALS' })

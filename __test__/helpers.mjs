@@ -150,6 +150,11 @@ export function allFiles(dir) {
 
 export const MiB = 1024 * 1024
 
+/** The part of the environment that picks the build under test (the debug build, under `npm test`), for child
+ * processes started with an environment of their own. */
+export const buildEnv = () =>
+  process.env.NAPI_RS_NATIVE_LIBRARY_PATH ? { NAPI_RS_NATIVE_LIBRARY_PATH: process.env.NAPI_RS_NATIVE_LIBRARY_PATH } : {}
+
 /** A connection-counting TCP proxy in front of the S3 server (see scripts/tcp-proxy.mjs). */
 export async function countingProxy(options) {
   const { startCountingProxy } = await import('../scripts/tcp-proxy.mjs')

@@ -73,6 +73,16 @@ test('npm run s3-server -- --bucket jobs, then the README commands: upload, down
   assert.equal(r.status, 0, r.stdout + r.stderr)
   assert.equal(readFileSync(path.join(cwd, 'out', 'sub', 'tex.png'), 'utf8'), 'a texture')
   assert.match(r.stdout, /make_bucket: more-jobs/)
+  // `mb` of a bucket that is already yours is fine (SeaweedFS says BucketAlreadyExists; a HeadBucket tells).
+  const env = { ...process.env, AWS_ACCESS_KEY_ID: 's3ferry', AWS_SECRET_ACCESS_KEY: 's3ferry-local-secret', AWS_REGION: 'us-east-1', AWS_EC2_METADATA_DISABLED: 'true' }
+  const cli = path.join(ROOT, 'bin', 's3-ferry.mjs')
+  const mb = spawnSync(process.execPath, [cli, 'mb', '--endpoint', `http://127.0.0.1:${port}`, '--path-style', 's3://jobs'], { encoding: 'utf8', env })
+  assert.equal(mb.status, 0, mb.stderr)
+  assert.equal(mb.stdout.trim(), 'make_bucket: jobs exists already (yours)')
+  // A second server on the same port is refused, not silently answered by the first.
+  const clash = spawnSync(process.execPath, [path.join(ROOT, 'scripts', 's3-server.mjs'), '--port', String(port), '--data', tempDir('clash')], { encoding: 'utf8', timeout: 60_000 })
+  assert.equal(clash.status, 1)
+  assert.match(clash.stderr, new RegExp(`port ${port} is in use`))
 
   first.child.kill('SIGINT')
   assert.equal((await first.exited).code, 0, 'Ctrl-C stops it cleanly')
@@ -81,8 +91,6 @@ test('npm run s3-server -- --bucket jobs, then the README commands: upload, down
   second = startServer(['--port', String(port), '--data', data])
   await second.settings
   try {
-    const cli = path.join(ROOT, 'bin', 's3-ferry.mjs')
-    const env = { ...process.env, AWS_ACCESS_KEY_ID: 's3ferry', AWS_SECRET_ACCESS_KEY: 's3ferry-local-secret', AWS_REGION: 'us-east-1', AWS_EC2_METADATA_DISABLED: 'true' }
     const again = spawnSync(process.execPath, [cli, 'download', '--no-progress', '--endpoint', `http://127.0.0.1:${port}`, '--path-style', 's3://jobs/job-42/', path.join(cwd, 'again')], { encoding: 'utf8', env })
     assert.equal(again.status, 0, again.stderr)
     assert.equal(readFileSync(path.join(cwd, 'again', 'scene.blend'), 'utf8'), 'a scene')

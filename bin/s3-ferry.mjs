@@ -474,9 +474,11 @@ export function program() {
       if (prefix) throw new UsageError(`mb takes a bucket, not a key: s3://${bucket}`, 'mb')
       try {
         const { created } = await clientFrom(opts).createBucket({ bucket })
-        if (!opts.quiet) console.log(created ? `make_bucket: ${bucket}` : `make_bucket: ${bucket} exists already (yours)`)
+        if (opts.json) process.stdout.write(JSON.stringify({ type: 'summary', bucket, created }) + '\n')
+        else if (!opts.quiet) console.log(created ? `make_bucket: ${bucket}` : `make_bucket: ${bucket} exists already (yours)`)
       } catch (e) {
-        console.error(`s3-ferry: ${e.code ?? 'ERROR'}: ${e.message}`)
+        if (opts.json) process.stdout.write(JSON.stringify({ type: 'error', code: e.code, message: e.message }) + '\n')
+        else console.error(`s3-ferry: ${e.code ?? 'ERROR'}: ${e.message}`)
         process.exitCode = 1
       }
     })

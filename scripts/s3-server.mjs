@@ -234,26 +234,35 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
   const port = Number(values.port)
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`--port must be a port number, got ${values.port}`)
   const dataDir = path.resolve(values.data)
-  if (values.fresh) rmSync(dataDir, { recursive: true, force: true })
+  // Only what the server wrote there: `--data .` with --fresh must never empty a directory of the user's.
+  if (values.fresh) for (const name of ['data', 's3.json']) rmSync(path.join(dataDir, name), { recursive: true, force: true })
+  // Something else on the port (another S3 server) would otherwise answer in this server's place.
+  const probe = net.createServer()
+  await new Promise((resolve, reject) => probe.once('error', reject).listen(port, '127.0.0.1', resolve)).catch((e) => {
+    console.error(`s3-server: port ${port} is in use (${e.code}); choose another with --port`)
+    process.exit(1)
+  })
+  await new Promise((r) => probe.close(r))
   const credentials = { accessKeyId: values['access-key'], secretAccessKey: values['secret-key'] }
   const server = await startS3Server({ log: values.log, s3Port: port, credentials, dataDir })
   const stop = () => server.stop().then(() => process.exit(0))
   process.on('SIGINT', stop)
   process.on('SIGTERM', stop)
-  // Buckets with the AWS SDK (a dev dependency): this works before s3-ferry itself is built.
-  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true'
-  const { S3Client, CreateBucketCommand } = await import('@aws-sdk/client-s3')
-  // A copy: the SDK marks the object it is given.
-  const sdk = new S3Client({ endpoint: server.endpoint, region: server.region, forcePathStyle: true, credentials: { ...credentials } })
-  for (const bucket of values.bucket) {
-    await sdk.send(new CreateBucketCommand({ Bucket: bucket })).catch((e) => {
-      if (e.name !== 'BucketAlreadyOwnedByYou' && e.name !== 'BucketAlreadyExists') throw e
-    })
-  }
-  if (values.json) {
-    console.log(JSON.stringify({ endpoint: server.endpoint, region: server.region, credentials, buckets: values.bucket, dataDir }))
-  } else {
-    console.log(`Local S3 (SeaweedFS) at ${server.endpoint}, region ${server.region}; data in ${dataDir} (kept; --fresh deletes it)
+  try {
+    // Buckets with the AWS SDK (a dev dependency): this works before s3-ferry itself is built.
+    process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true'
+    const { S3Client, CreateBucketCommand } = await import('@aws-sdk/client-s3')
+    // A copy: the SDK marks the object it is given.
+    const sdk = new S3Client({ endpoint: server.endpoint, region: server.region, forcePathStyle: true, credentials: { ...credentials } })
+    for (const bucket of values.bucket) {
+      await sdk.send(new CreateBucketCommand({ Bucket: bucket })).catch((e) => {
+        if (e.name !== 'BucketAlreadyOwnedByYou' && e.name !== 'BucketAlreadyExists') throw e
+      })
+    }
+    if (values.json) {
+      console.log(JSON.stringify({ endpoint: server.endpoint, region: server.region, credentials, buckets: values.bucket, dataDir }))
+    } else {
+      console.log(`Local S3 (SeaweedFS) at ${server.endpoint}, region ${server.region}; data in ${dataDir} (kept; --fresh deletes it)
 ${values.bucket.length ? `Buckets: ${values.bucket.join(', ')}\n` : ''}
 In another terminal:
   export AWS_ACCESS_KEY_ID=${credentials.accessKeyId} AWS_SECRET_ACCESS_KEY=${credentials.secretAccessKey} AWS_REGION=${server.region}
@@ -261,5 +270,11 @@ In another terminal:
 
 Library options: { endpoint: '${server.endpoint}', forcePathStyle: true, credentials: { accessKeyId: '${credentials.accessKeyId}', secretAccessKey: '${credentials.secretAccessKey}' } }
 Ctrl-C stops it.`)
+    }
+  } catch (e) {
+    // A bad --bucket name, say: no server left running behind.
+    console.error(`s3-server: ${e.name ?? 'Error'}: ${e.message}`)
+    await server.stop()
+    process.exit(1)
   }
 }

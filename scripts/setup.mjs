@@ -1,6 +1,6 @@
 // Set-up steps shared by `npm test`, `npm run demo` and `npm run bench`, so each does all of it on a fresh clone.
 import { spawnSync } from 'node:child_process'
-import { existsSync, mkdirSync, renameSync, statSync } from 'node:fs'
+import { copyFileSync, existsSync, mkdirSync, renameSync, statSync } from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -50,35 +50,29 @@ export const releaseBinary = () => path.join(ROOT, `s3-ferry.${platformName()}.n
 
 /**
  * Builds the addon. Tests use the debug build (a cold release build of aws-sdk-s3 takes minutes on 2 cores),
- * written to `target/addon-debug/` and loaded through `NAPI_RS_NATIVE_LIBRARY_PATH` (see `debugEnv`); the demo,
- * the benchmark and `npm run pack` use the release build, at the package root where the loader finds it. So one
- * never replaces the other. Both regenerate native.js and index.d.ts (the same for both); cargo keeps both
- * profiles' artifacts, so switching back and forth only relinks.
+ * kept in `target/addon-debug/` and loaded through `NAPI_RS_NATIVE_LIBRARY_PATH` (see `debugEnv`); the demo,
+ * the benchmark and `npm run pack` use the release build, at the package root where the loader finds it. So a
+ * debug build never leaves itself where the release one belongs. Both regenerate native.js and index.d.ts (the
+ * same for both); cargo keeps both profiles' artifacts, so switching back and forth only relinks.
  */
 export function buildAddon({ release }) {
   console.log(`== build the addon (${release ? 'release' : 'debug'})`)
-  const args = ['napi', 'build', '--platform', '--js', 'native.js', '--dts', 'index.d.ts', '--no-const-enum']
-  if (release) {
-    sh('npx', args)
-    return
-  }
-  // napi build writes the binary at the root (its --output-dir would also move native.js's paths): the release
-  // binary there is set aside and put back, and the debug one moved to target/addon-debug/.
-  const root = releaseBinary()
-  const aside = `${root}.release`
-  if (existsSync(root)) renameSync(root, aside)
-  try {
-    const r = spawnSync('npx', args, { stdio: 'inherit', cwd: ROOT, shell: process.platform === 'win32' })
-    if (r.status !== 0) throw new Error(`npx ${args.join(' ')} failed (${r.status ?? r.signal})`)
-    mkdirSync(DEBUG_DIR, { recursive: true })
-    renameSync(root, debugBinary())
-  } catch (e) {
-    console.error(e.message)
-    process.exitCode = 1
-  } finally {
-    if (existsSync(aside)) renameSync(aside, root)
-  }
-  if (process.exitCode) process.exit(process.exitCode)
+  sh('npx', ['napi', 'build', '--platform', '--js', 'native.js', '--dts', 'index.d.ts', '--no-const-enum', ...(release ? ['--release'] : [])])
+  if (release) return
+  // napi build put the debug binary at the root: it goes to target/addon-debug/, and the root gets back the
+  // release binary cargo keeps (stripped, as napi copied it), if one was ever built.
+  mkdirSync(DEBUG_DIR, { recursive: true })
+  renameSync(releaseBinary(), debugBinary())
+  const built = path.join(ROOT, 'target', hostTriple(), 'release', LIBRARY[process.platform] ?? 'libs3_ferry.so')
+  if (existsSync(built)) copyFileSync(built, releaseBinary())
+}
+
+/** The file cargo builds the addon as, per OS. */
+const LIBRARY = { linux: 'libs3_ferry.so', darwin: 'libs3_ferry.dylib', win32: 's3_ferry.dll' }
+
+/** The host's target triple (`napi build --platform` builds into target/<triple>/). */
+export function hostTriple() {
+  return spawnSync('rustc', ['-vV'], { encoding: 'utf8' }).stdout.match(/^host: (\S+)/m)[1]
 }
 
 /** The environment that makes `require('s3-ferry')` (this checkout) load the debug build. */

@@ -58,7 +58,9 @@ impl engine::FetchCredentials for Arc<JsCredentials> {
       let c = promise.await.map_err(failed)?;
       let expiration = match c.expiration {
         None => None,
-        Some(ms) if ms.is_finite() && ms >= 0.0 => Some(std::time::UNIX_EPOCH + Duration::from_millis(ms as u64)),
+        // Checked: a far-future date (JavaScript's go to the year 275760) is past what a SystemTime holds on some
+        // platforms; such credentials never expire in practice.
+        Some(ms) if ms.is_finite() && ms >= 0.0 => std::time::UNIX_EPOCH.checked_add(Duration::from_millis(ms as u64)),
         Some(_) => return Err("the credentials function returned an expiration that is not a date".to_owned()),
       };
       Ok(engine::Provided {

@@ -70,6 +70,7 @@ struct Failed {
   until: SystemTime,
 }
 
+#[derive(Clone)]
 struct Cached {
   credentials: Credentials,
   /// Ask again from then on (`None`: never), in the background while they are still usable.
@@ -84,6 +85,32 @@ struct State {
   failed: Option<Failed>,
   /// A background refresh is under way.
   refreshing: bool,
+  /// Fetches started, and the newest whose result was kept: a fetch that ends after a newer one (a background
+  /// refresh overtaken by a request's own fetch) is dropped, so older credentials never replace newer ones.
+  started: u64,
+  kept: u64,
+}
+
+impl State {
+  /// Keeps a fetch's result unless a newer fetch's is already kept.
+  fn keep(&mut self, generation: u64, result: &Result<Cached, String>) {
+    if generation <= self.kept {
+      return;
+    }
+    self.kept = generation;
+    match result {
+      Ok(fresh) => {
+        self.cached = Some(fresh.clone());
+        self.failed = None;
+      }
+      Err(message) => {
+        self.failed = Some(Failed {
+          message: message.clone(),
+          until: SystemTime::now() + RETRY_AFTER_FAILURE,
+        })
+      }
+    }
+  }
 }
 
 struct Inner {
@@ -163,25 +190,17 @@ impl Refreshing {
         let credentials = c.credentials.clone();
         if !state.refreshing && retry_allowed {
           state.refreshing = true;
-          let inner = self.inner.clone();
+          state.started += 1;
+          let (inner, generation) = (self.inner.clone(), state.started);
           tokio::spawn(async move {
             let result = inner.fetch().await;
+            if let Err(message) = &result {
+              tracing::warn!(target: "s3_ferry::credentials", error = %message,
+                "refreshing credentials failed; using the current ones while they last");
+            }
             let mut state = inner.state.lock().await;
             state.refreshing = false;
-            match result {
-              Ok(fresh) => {
-                state.cached = Some(fresh);
-                state.failed = None;
-              }
-              Err(message) => {
-                tracing::warn!(target: "s3_ferry::credentials", error = %message,
-                  "refreshing credentials failed; using the current ones while they last");
-                state.failed = Some(Failed {
-                  message,
-                  until: SystemTime::now() + RETRY_AFTER_FAILURE,
-                });
-              }
-            }
+            state.keep(generation, &result);
           });
         }
         return Ok(credentials);
@@ -191,21 +210,13 @@ impl Refreshing {
       return Err(CredentialsError::provider_error(f.message.clone()));
     }
     // Nothing usable: fetch now, holding the lock, so concurrent requests wait for this one fetch.
-    match self.inner.fetch().await {
-      Ok(fresh) => {
-        let credentials = fresh.credentials.clone();
-        state.cached = Some(fresh);
-        state.failed = None;
-        Ok(credentials)
-      }
-      Err(message) => {
-        state.failed = Some(Failed {
-          message: message.clone(),
-          until: SystemTime::now() + RETRY_AFTER_FAILURE,
-        });
-        Err(CredentialsError::provider_error(message))
-      }
-    }
+    state.started += 1;
+    let generation = state.started;
+    let result = self.inner.fetch().await;
+    state.keep(generation, &result);
+    result
+      .map(|fresh| fresh.credentials)
+      .map_err(CredentialsError::provider_error)
   }
 }
 
