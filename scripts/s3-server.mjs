@@ -219,7 +219,8 @@ export async function startS3Server({ log = false, s3Port, credentials: given, d
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const { parseArgs } = await import('node:util')
-  const { values } = parseArgs({
+  const { values, positionals } = parseArgs({
+    allowPositionals: true,
     options: {
       port: { type: 'string', default: '9000' },
       'access-key': { type: 'string', default: 's3ferry' },
@@ -231,6 +232,9 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
       log: { type: 'boolean', default: false },
     },
   })
+  // Bare names are buckets too: `npm run s3-server --bucket jobs` (without `--`) keeps --bucket for npm itself and
+  // passes only `jobs` on.
+  values.bucket.push(...positionals)
   const port = Number(values.port)
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`--port must be a port number, got ${values.port}`)
   const dataDir = path.resolve(values.data)

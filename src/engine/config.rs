@@ -89,6 +89,22 @@ pub struct StaticCredentials {
   pub session_token: Option<String>,
 }
 
+impl StaticCredentials {
+  /// The first field that cannot go into a request header (the signature's scope, the session token header): one
+  /// with a space, a control or a non-ASCII character makes the request unbuildable. Names it, never its value.
+  pub(crate) fn unsendable_field(&self) -> Option<&'static str> {
+    let fields = [
+      ("accessKeyId", Some(&self.access_key_id)),
+      ("secretAccessKey", Some(&self.secret_access_key)),
+      ("sessionToken", self.session_token.as_ref()),
+    ];
+    fields
+      .into_iter()
+      .find(|(_, value)| value.is_some_and(|v| !v.bytes().all(|b| b.is_ascii_graphic())))
+      .map(|(name, _)| name)
+  }
+}
+
 impl std::fmt::Debug for StaticCredentials {
   fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
     f.debug_struct("StaticCredentials")
@@ -254,19 +270,10 @@ impl ClientConfig {
           "credentials need a non-empty accessKeyId and secretAccessKey",
         ));
       }
-      // They go into request headers (the signature's scope, the session token header): a control character
-      // there makes the request unbuildable. The values are never echoed.
-      let fields = [
-        ("accessKeyId", Some(&c.access_key_id)),
-        ("secretAccessKey", Some(&c.secret_access_key)),
-        ("sessionToken", c.session_token.as_ref()),
-      ];
-      for (name, value) in fields {
-        if value.is_some_and(|v| !v.bytes().all(|b| b.is_ascii_graphic())) {
-          return Err(Error::invalid_value(format!(
-            "credentials.{name} must be printable ASCII without spaces (it has a space, a control or a non-ASCII character)"
-          )));
-        }
+      if let Some(name) = c.unsendable_field() {
+        return Err(Error::invalid_value(format!(
+          "credentials.{name} must be printable ASCII without spaces (it has a space, a control or a non-ASCII character)"
+        )));
       }
     }
     Ok(())

@@ -226,17 +226,10 @@ fn check(p: Provided, now: SystemTime) -> Result<Provided, String> {
   if c.access_key_id.is_empty() || c.secret_access_key.is_empty() {
     return Err("the credentials function returned no accessKeyId or secretAccessKey".into());
   }
-  let fields = [
-    ("accessKeyId", Some(&c.access_key_id)),
-    ("secretAccessKey", Some(&c.secret_access_key)),
-    ("sessionToken", c.session_token.as_ref()),
-  ];
-  for (name, value) in fields {
-    if value.is_some_and(|v| !v.bytes().all(|b| b.is_ascii_graphic())) {
-      return Err(format!(
-        "the credentials function returned a {name} that is not printable ASCII without spaces"
-      ));
-    }
+  if let Some(name) = c.unsendable_field() {
+    return Err(format!(
+      "the credentials function returned a {name} that is not printable ASCII without spaces"
+    ));
   }
   if p.expiration.is_some_and(|e| e <= now) {
     return Err("the credentials function returned credentials that have already expired".into());
