@@ -44,6 +44,46 @@ test('maxPoolConnections is a hard cap: 5000 small files and three concurrent ca
   }
 })
 
+// Known defect (issue 17, item 4): the SDK's pool gives a dropped connection's place back before its socket is
+// closed, and the kernel then goes on sending what was queued on it (megabytes, at the server's pace) before
+// its FIN, so the server sees 10-11 connections here. Counting closing connections against the cap in a wrapper
+// (tried) brought the client's own count to the cap in most runs but left the server's unchanged: the pool
+// offers no hook on its sockets (SO_LINGER, a connector for HTTPS), so this needs a transport of our own.
+// Runs on every test run, reported as TODO.
+test('maxPoolConnections stays a hard cap while calls are aborted: a new connection waits for a dropped one to close', { todo: 'issue 17 item 4' }, async () => {
+  // Twenty calls share a pool of 8; four are aborted while their 24 MiB bodies are being sent. Each abort drops a
+  // connection mid-request, and the socket that replaces it must not open before the dropped one has closed.
+  const proxy = await countingProxy()
+  try {
+    const pool = 8
+    const client = new TransferClient(await clientOptions({ endpoint: proxy.endpoint, maxPoolConnections: pool }))
+    const bucket = await makeBucket()
+    const dir = tempDir()
+    manySmallFiles(path.join(dir, 'small'), 20)
+    writeTree(dir, { 'big.bin': bytes(24 * MiB, 3) })
+    const outcomes = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => {
+        const ac = new AbortController()
+        // Calls 0, 4, 8 and 12 are aborted 2 MiB into their file's body.
+        const onProgress = (p) => i % 4 === 0 && i < 16 && p.transferredBytes >= 2 * MiB && ac.abort()
+        const what = i % 2 ? { localDir: path.join(dir, 'small'), keyPrefix: `s${i}/` } : { files: [{ path: path.join(dir, 'big.bin'), key: `b${i}` }] }
+        return client.upload({ bucket, signal: ac.signal, onProgress, ...what }).then(
+          () => 'done',
+          (e) => e.name,
+        )
+      }),
+    )
+    assert.deepEqual(
+      outcomes.map((o, i) => [i, o]).filter(([, o]) => o !== 'done'),
+      [0, 4, 8, 12].map((i) => [i, 'AbortError']),
+    )
+    assert.ok(proxy.stats.total > pool, `dropped connections were replaced (${proxy.stats.total} opened in all)`)
+    assert.ok(proxy.stats.peak <= pool, `peak connections ${proxy.stats.peak} > pool ${pool} with aborts`)
+  } finally {
+    await proxy.close()
+  }
+})
+
 test('worker defaults are derived from the pool as in the original system, and overridable', () => {
   const s = (o) => new TransferClient(o).settings
   assert.deepEqual([s({}).maxPoolConnections, s({}).uploadWorkers, s({}).downloadWorkers], [50, 5, 5])

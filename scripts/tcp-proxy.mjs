@@ -30,7 +30,8 @@ export async function startCountingProxy(targetEndpoint, { responseDelayMs = 0, 
       sockets.delete(client)
       sockets.delete(upstream)
     }
-    client.on('error', close).on('close', close)
+    // 'end': the client sent its FIN, i.e. closed its socket; counted then, not after Node's own teardown.
+    client.on('error', close).on('end', close).on('close', close)
     upstream.on('error', close).on('close', close)
     client.pipe(upstream)
     if (cutAfterBytes > 0 && cutsLeft > 0) {
