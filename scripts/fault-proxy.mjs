@@ -12,6 +12,8 @@
 //   corruptBody  the response to an object GET arrives whole, with one byte of its body flipped (a bad disk or
 //                a broken middlebox; TCP's own checksum would not notice). Other requests pass: a corrupted
 //                listing is an XML error, which is not what the tests using this are about.
+// Apart from those, `corruptRequest(req, op)` picks requests whose body reaches the server with one byte flipped
+// (an upload corrupted on the way, which only a checksum the server verifies can catch).
 // A request (method + path + query + Range) is faulted at most `maxFaultsPerRequest` times, so a client that
 // retries enough always gets through, and a test is never flaky by bad luck. `maxFaultsPerRequest: Infinity`
 // makes chosen requests fail for good (retries exhausted).
@@ -69,17 +71,19 @@ function s3Error(res, status, code, message) {
  * `{ status, code, message }` to answer instead of forwarding (as a store that checks something the local server
  * does not: an expected bucket owner, an expired key), or null; counted in `stats.refused`. `stats.requestLog`
  * keeps each request's operation and headers (`{ op, method, url, headers }`) when `log: true`.
+ * `corruptRequest(req, op)`: true for a request whose body is forwarded with one byte flipped (counted in
+ * `stats.corruptedRequests`).
  */
 export async function startFaultProxy(
   targetEndpoint,
-  { faults = {}, seed = 1, maxFaultsPerRequest = 2, applies = () => true, stallMs = 120_000, refuse = () => null, log = false } = {},
+  { faults = {}, seed = 1, maxFaultsPerRequest = 2, applies = () => true, stallMs = 120_000, refuse = () => null, log = false, corruptRequest = () => false } = {},
 ) {
   for (const name of Object.keys(faults)) if (!FAULTS.includes(name)) throw new Error(`unknown fault '${name}'`)
   const random = prng(seed)
   const target = new URL(targetEndpoint)
   const agent = new http.Agent({ keepAlive: true, maxSockets: 256 })
   const faultedTimes = new Map()
-  const stats = { requests: 0, passed: 0, refused: 0, operations: {}, requestLog: [], ...Object.fromEntries(FAULTS.map((f) => [f, 0])) }
+  const stats = { requests: 0, passed: 0, refused: 0, corruptedRequests: 0, operations: {}, requestLog: [], ...Object.fromEntries(FAULTS.map((f) => [f, 0])) }
   const sockets = new Set()
 
   const pick = (req) => {
@@ -98,8 +102,9 @@ export async function startFaultProxy(
     return null
   }
 
-  // `cut`: 'reset' or 'stall' the response part-way, or 'corrupt' one byte of it.
-  const forward = (req, res, cut) => {
+  // `cut`: 'reset' or 'stall' the response part-way, or 'corrupt' one byte of it. `flip`: one byte of the
+  // request body is flipped on its way to the server.
+  const forward = (req, res, cut, flip = false) => {
     const upstream = http.request(
       { host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers, agent },
       (up) => {
@@ -146,7 +151,20 @@ export async function startFaultProxy(
       },
     )
     upstream.on('error', () => req.socket.destroy())
-    req.pipe(upstream)
+    if (!flip) {
+      req.pipe(upstream)
+      return
+    }
+    let at = Math.floor(random() * Number(req.headers['content-length'] ?? 0))
+    req.on('data', (chunk) => {
+      if (at >= 0 && at < chunk.length) {
+        chunk = Buffer.from(chunk)
+        chunk[at] ^= 0x20
+      }
+      at -= chunk.length
+      upstream.write(chunk)
+    })
+    req.on('end', () => upstream.end())
   }
 
   // Silence on the connection; it is closed after `stallMs` so nothing lingers past a test.
@@ -165,6 +183,11 @@ export async function startFaultProxy(
       stats.refused++
       req.resume()
       req.on('end', () => s3Error(res, refused.status, refused.code, refused.message))
+      return
+    }
+    if (corruptRequest(req, op)) {
+      stats.corruptedRequests++
+      forward(req, res, null, true)
       return
     }
     const fault = pick(req)

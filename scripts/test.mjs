@@ -42,6 +42,13 @@ if (!flag('--only-node')) {
   if (flag('--only-cargo')) process.exit(0)
 }
 
+if (process.platform === 'linux') {
+  // The store that verifies XXHASH128 checksums (content-addressed uploads); built once into .cache/.
+  step('s3s-fs 0.17 for the checksum tests')
+  const { ensureS3sFs, VERIFYING_VERSION } = await import('./s3s-fs.mjs')
+  ensureS3sFs(VERIFYING_VERSION)
+}
+
 step('start the local S3 server')
 const { startS3Server, serverEnv } = await import('./s3-server.mjs')
 const server = await startS3Server()

@@ -311,6 +311,7 @@ impl Engine {
       .filter(|(k, _)| missing[*k])
       .map(|(k, &i)| Planned {
         key: keys[k].clone(),
+        content_hash: Some(hashes[i].clone()),
         ..files[i].clone()
       })
       .collect();
@@ -390,6 +391,7 @@ impl Engine {
                         size,
                         modified: meta.modified().ok(),
                         object: None,
+                        content_hash: None,
                       },
                     )
                   })

@@ -136,6 +136,26 @@ pub enum Error {
     actual: String,
   },
 
+  /// The store refused an upload's bytes: they do not match the content hash their key names (sent as the
+  /// `XXHASH128` checksum). The file changed after it was hashed, or the bytes were corrupted on the way; nothing
+  /// was stored.
+  #[error(
+    "s3://{bucket}/{key}: the store refused the bytes sent from '{}': their XXHASH128 is not {hash}, the content \
+     hash the key names (the file changed after it was hashed, or the bytes were corrupted on the way); nothing \
+     was stored",
+    path.display()
+  )]
+  ContentRefused {
+    /// The bucket concerned.
+    bucket: String,
+    /// The content key.
+    key: String,
+    /// The file whose bytes were sent.
+    path: PathBuf,
+    /// The content hash (xxh128, hex) the key names.
+    hash: String,
+  },
+
   /// The server sent a different number of bytes than it announced.
   #[error("s3://{bucket}/{key}: expected {expected} bytes, received {received}")]
   Truncated {
@@ -230,12 +250,20 @@ impl Error {
       Error::DestinationConflict { .. } => "ERR_DESTINATION_CONFLICT".to_owned(),
       Error::FileChanged { .. } => "ERR_FILE_CHANGED".to_owned(),
       Error::Truncated { .. } => "ERR_TRUNCATED".to_owned(),
-      Error::ChecksumMismatch { .. } => "ERR_CHECKSUM_MISMATCH".to_owned(),
+      Error::ChecksumMismatch { .. } | Error::ContentRefused { .. } => "ERR_CHECKSUM_MISMATCH".to_owned(),
       Error::BodyInterrupted { .. } => "ERR_NETWORK".to_owned(),
       Error::AbortFailed { source, .. } => source.code(),
       Error::Cancelled { .. } => "ABORT_ERR".to_owned(),
       Error::Internal { .. } => "ERR_INTERNAL".to_owned(),
       Error::Files { failures, .. } => failures[0].error.code(),
+    }
+  }
+
+  /// The S3 error code, for an error the server answered.
+  pub(crate) fn s3_code(&self) -> Option<&str> {
+    match self {
+      Error::S3 { code, .. } => Some(code),
+      _ => None,
     }
   }
 
@@ -377,6 +405,7 @@ impl Error {
       | Error::ObjectChanged { bucket, .. }
       | Error::Truncated { bucket, .. }
       | Error::ChecksumMismatch { bucket, .. }
+      | Error::ContentRefused { bucket, .. }
       | Error::BodyInterrupted { bucket, .. } => Some(bucket),
       Error::AbortFailed { bucket, .. } => Some(bucket),
       Error::Files { failures, .. } => failures[0].error.bucket(),
@@ -391,6 +420,7 @@ impl Error {
       Error::ObjectChanged { key, .. }
       | Error::Truncated { key, .. }
       | Error::ChecksumMismatch { key, .. }
+      | Error::ContentRefused { key, .. }
       | Error::PathOutsideDestination { key, .. }
       | Error::DestinationConflict { second: key, .. }
       | Error::BodyInterrupted { key, .. } => Some(key),
@@ -409,6 +439,7 @@ impl Error {
       Error::Io { path, .. }
       | Error::FileChanged { path }
       | Error::DestinationExists { path }
+      | Error::ContentRefused { path, .. }
       | Error::DestinationConflict { path, .. } => Some(path),
       Error::AbortFailed { source, .. } => source.path(),
       Error::Files { failures, .. } => failures[0]

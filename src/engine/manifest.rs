@@ -142,6 +142,16 @@ pub fn hash_bytes(data: &[u8]) -> String {
   format!("{:032x}", xxhash_rust::xxh3::xxh3_128(data))
 }
 
+/// A content hash (xxh128, 32 hex digits) as S3's `XXHASH128` checksum: base64 of its 16 bytes, most significant
+/// first (Python's `xxhash.xxh3_128().digest()`).
+pub(crate) fn xxh128_base64(hash: &str) -> crate::engine::Result<String> {
+  (hash.len() == 32 && hash.bytes().all(|b| b.is_ascii_hexdigit()))
+    .then(|| u128::from_str_radix(hash, 16).ok())
+    .flatten()
+    .map(|v| aws_smithy_types::base64::encode(v.to_be_bytes()))
+    .ok_or_else(|| crate::engine::Error::invalid_value(format!("'{hash}' is not an xxh128 content hash")))
+}
+
 /// xxh128 of a file, streamed in 1 MiB reads (blocking: call it on the blocking pool).
 pub fn hash_file(path: &Path) -> std::io::Result<String> {
   hash_open_file(&std::fs::File::open(path)?, &mut |_| true)
@@ -268,6 +278,27 @@ mod tests {
     push_json_string(&mut s, "\u{1}\u{1f}\u{7f}\u{8}\u{c}\r\n/~");
     // Python: print(json.dumps("\x01\x1f\x7f\b\f\r\n/~")) prints "\u0001\u001f\u007f\b\f\r\n/~"
     assert_eq!(s, r#""\u0001\u001f\u007f\b\f\r\n/~""#);
+  }
+
+  #[test]
+  fn a_content_hash_is_sent_as_its_16_bytes_in_base64() {
+    // Python: base64.b64encode(xxhash.xxh3_128(b"hello world").digest())
+    assert_eq!(
+      xxh128_base64("df8d09e93f874900a99b8775cc15b6c7").unwrap(),
+      "340J6T+HSQCpm4d1zBW2xw=="
+    );
+    assert_eq!(
+      xxh128_base64("00000000000000000000000000000001").unwrap(),
+      "AAAAAAAAAAAAAAAAAAAAAQ=="
+    );
+    for bad in [
+      "",
+      "xyz",
+      "df8d09e93f874900a99b8775cc15b6c",
+      "+f8d09e93f874900a99b8775cc15b6c7",
+    ] {
+      assert!(xxh128_base64(bad).is_err(), "{bad}");
+    }
   }
 
   #[test]

@@ -110,6 +110,9 @@ pub(super) struct Planned {
   pub modified: Option<SystemTime>,
   /// The file's own object settings merged over the call's; `None`: the call's.
   pub object: Option<Arc<ObjectSettings>>,
+  /// A job attachment's content hash (xxh128, hex): its key names it, and a single PUT sends it as the
+  /// `XXHASH128` checksum, so a store that verifies checksums refuses other bytes under that key.
+  pub content_hash: Option<String>,
 }
 
 impl UploadRequest {
@@ -345,9 +348,18 @@ impl Engine {
         .to(&call.bucket)
         .key(&file.key)
         .with_settings(file.object.as_deref().unwrap_or(&call.object), &file.path)
-        .content_length(file.size as i64)
-        .set_checksum_algorithm(self.checksum_algorithm())
-        .body(body);
+        .content_length(file.size as i64);
+      // A content key's own hash is the checksum, when checksums are sent: the store checks the bytes against
+      // the key that names them. (The value is given, so the SDK computes none.)
+      let content = file
+        .content_hash
+        .as_deref()
+        .filter(|_| self.checksum_algorithm().is_some());
+      let put = match content {
+        Some(hash) => put.checksum_xxhash128(super::manifest::xxh128_base64(hash)?),
+        None => put.set_checksum_algorithm(self.checksum_algorithm()),
+      }
+      .body(body);
       // UNSIGNED-PAYLOAD, as the SDK already does for streamed bodies: hashing the body for the signature costs
       // the client a SHA-256 of every byte, and servers that check it another. Integrity comes from the
       // checksum (under `whenSupported`) and TLS.
@@ -356,7 +368,18 @@ impl Engine {
         true => Error::FileChanged {
           path: file.path.clone(),
         },
-        false => Error::from_sdk("PutObject", bucket, Some(&file.key), e).after_attempts(attempts),
+        false => {
+          let e = Error::from_sdk("PutObject", bucket, Some(&file.key), e).after_attempts(attempts);
+          match (content, e.s3_code() == Some("BadDigest")) {
+            (Some(hash), true) => Error::ContentRefused {
+              bucket: bucket.to_owned(),
+              key: file.key.clone(),
+              path: file.path.clone(),
+              hash: hash.to_owned(),
+            },
+            _ => e,
+          }
+        }
       })
     })
     .await?;
@@ -861,6 +884,7 @@ fn plan_unchecked(source: UploadSource, object: &ObjectSettings) -> Result<(Vec<
           path: f.path,
           key: f.key,
           object: f.object.map(|own| Arc::new(object.with(&own))),
+          content_hash: None,
         });
       }
       Ok((out, Vec::new()))
@@ -987,6 +1011,7 @@ impl Walk<'_> {
       size: meta.len(),
       modified: meta.modified().ok(),
       object: None,
+      content_hash: None,
     });
     Ok(())
   }
