@@ -52,6 +52,16 @@ test('with checksums on, each content PUT carries its own hash as XXHASH128, and
   for (const p of JSON.parse(out.manifest).paths) {
     assert.ok(readFileSync(storedAt(`farm/Data/${p.hash}.xxh128`)).equals(readFileSync(path.join(dir, p.path))), p.path)
   }
+  // Back down: the GETs ask for the stored checksum (an XXHASH128 one, which the SDK cannot check and leaves
+  // alone); every file is checked against its xxh128 from the manifest, the value the store verified.
+  const down = tempDir('down')
+  await client.downloadManifest({ bucket: BUCKET, rootPrefix: 'farm', manifest: out.manifest, localDir: down })
+  const gets = proxy.stats.requestLog.filter((r) => r.op === 'GetObject')
+  assert.equal(gets.length, 4, 'one GET per file')
+  assert.ok(gets.every((g) => g.headers['x-amz-checksum-mode'] === 'ENABLED'))
+  for (const name of ['hello.txt', 'tex/a.bin', 'tex/copy.bin', 'empty.txt']) {
+    assert.ok(readFileSync(path.join(down, name)).equals(readFileSync(path.join(dir, name))), name)
+  }
 })
 
 test('a content corrupted on the way is refused by the store: ERR_CHECKSUM_MISMATCH naming the file and key, nothing stored', async () => {
@@ -69,6 +79,21 @@ test('a content corrupted on the way is refused by the store: ERR_CHECKSUM_MISMA
   assert.match(err.message, /the store refused the bytes sent from '.*scene\.blend': their XXHASH128 is not [0-9a-f]{32}/)
   assert.equal(proxy.stats.corruptedRequests, 1, 'refused once, not retried')
   assert.equal(existsSync(storedAt(key)), false, 'nothing stored under the content key')
+})
+
+test('a content above multipartThreshold keeps the CRC64NVME full-object checksum (XXHASH128 is composite-only there)', async () => {
+  const dir = tempDir('job')
+  writeTree(dir, { 'scene.blend': bytes(12 * 1024 * 1024 + 3, 9) })
+  const { client, proxy } = await verifyingClient({ checksum: 'whenSupported', multipartThreshold: 8 * 1024 * 1024, partSize: 5 * 1024 * 1024 })
+  const out = await client.uploadContentAddressed({ bucket: BUCKET, rootPrefix: 'big', localDir: dir })
+  const [create] = proxy.stats.requestLog.filter((r) => r.op === 'CreateMultipartUpload')
+  assert.equal(create.headers['x-amz-checksum-algorithm'], 'CRC64NVME')
+  assert.equal(create.headers['x-amz-checksum-type'], 'FULL_OBJECT')
+  const parts = proxy.stats.requestLog.filter((r) => r.op === 'UploadPart')
+  assert.equal(parts.length, 3)
+  assert.ok(parts.every((p) => !('x-amz-checksum-xxhash128' in p.headers)))
+  const [p] = JSON.parse(out.manifest).paths
+  assert.ok(readFileSync(storedAt(`big/Data/${p.hash}.xxh128`)).equals(readFileSync(path.join(dir, 'scene.blend'))))
 })
 
 test('with checksums off (the default for a custom endpoint) no checksum is sent', async () => {

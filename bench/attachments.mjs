@@ -4,6 +4,8 @@
 //   re-upload          unchanged bundle, same cache: no file read, no request
 //   re-upload, no cache  unchanged bundle, another machine: every file hashed, one HeadObject per content
 //   one file changed   same cache: one file hashed, one HeadObject, one PutObject
+//   first upload, checksums on   as the first, with `checksum: 'whenSupported'` (AWS's default): each small
+//                      content's PUT carries its xxh128 as XXHASH128 (already computed), the big ones CRC64NVME
 // Requests are counted per S3 operation at a pass-through proxy (scripts/fault-proxy.mjs, no faults); times
 // include that proxy (a Node process on the same 2 cores), so they are upper bounds.
 //
@@ -51,8 +53,8 @@ if (!existsSync(`${src}.complete`)) {
 const server = await startS3Server()
 const proxy = await startFaultProxy(server.endpoint)
 const sdk = new S3Client({ endpoint: server.endpoint, region: server.region, forcePathStyle: true, credentials: server.credentials })
-const clientFor = (cacheDir) =>
-  new TransferClient({ endpoint: proxy.endpoint, region: server.region, forcePathStyle: true, credentials: server.credentials, cacheDir })
+const clientFor = (cacheDir, extra = {}) =>
+  new TransferClient({ endpoint: proxy.endpoint, region: server.region, forcePathStyle: true, credentials: server.credentials, cacheDir, ...extra })
 
 const scratch = mkdtempSync(path.join(os.tmpdir(), 's3-ferry-bench-attach-'))
 const rows = []
@@ -64,14 +66,16 @@ try {
     const cache = path.join(scratch, `cache-${run}`)
     const client = clientFor(cache)
     const request = { bucket, rootPrefix: 'farm/queue', localDir: src }
-    const step = async (name, c, prepare) => {
+    const step = async (name, c, prepare, req = request) => {
       if (prepare) prepare()
       const before = { ...proxy.stats.operations }
+      const cpu = process.cpuUsage()
       const t = performance.now()
-      const out = await c.uploadContentAddressed(request)
+      const out = await c.uploadContentAddressed(req)
       const seconds = (performance.now() - t) / 1000
+      const used = process.cpuUsage(cpu)
       const ops = Object.fromEntries(Object.entries(proxy.stats.operations).map(([k, v]) => [k, v - (before[k] ?? 0)]).filter(([, v]) => v > 0))
-      rows.push({ name, seconds })
+      rows.push({ name, seconds, cpu: (used.user + used.system) / 1e6 })
       counts[name] = { ops, hashed: out.summary.hashedFiles - out.cachedHashes, uploaded: out.summary.files, skipped: out.summary.skippedFiles }
     }
     await step('first upload', client)
@@ -79,6 +83,10 @@ try {
     await step('re-upload (no cache)', clientFor(path.join(scratch, `other-${run}`)))
     const changed = path.join(src, 'tex', 'd5', 't5.png')
     await step('one file changed', client, () => writeFileSync(changed, `changed ${run} ${Date.now()}`))
+    const checked = `attach-sum-${run}-${Date.now().toString(36)}`
+    await sdk.send(new CreateBucketCommand({ Bucket: checked }))
+    const on = clientFor(path.join(scratch, `sums-${run}`), { checksum: 'whenSupported' })
+    await step('first upload, checksums on', on, null, { ...request, bucket: checked })
   }
 } finally {
   await proxy.close()
@@ -91,12 +99,13 @@ const names = [...new Set(rows.map((r) => r.name))]
 const lines = [
   `Job attachments, ${N} files of 1-100 KiB (a tenth sharing content) + 3 × 200 MB, SeaweedFS on loopback, release build, median of ${opts.runs} runs (${new Date().toISOString().slice(0, 10)}, ${os.cpus().length} cores):`,
   '',
-  '| step | time | files hashed | contents uploaded | files skipped | requests |',
-  '|---|---|---|---|---|---|',
+  '| step | time | CPU (client + proxy) | files hashed | contents uploaded | files skipped | requests |',
+  '|---|---|---|---|---|---|---|',
   ...names.map((n) => {
     const c = counts[n]
     const ops = Object.entries(c.ops).map(([k, v]) => `${v} ${k}`).join(', ') || 'none'
-    return `| ${n} | ${median(rows.filter((r) => r.name === n).map((r) => r.seconds)).toFixed(2)} s | ${c.hashed} | ${c.uploaded} | ${c.skipped} | ${ops} |`
+    const of = rows.filter((r) => r.name === n)
+    return `| ${n} | ${median(of.map((r) => r.seconds)).toFixed(2)} s | ${median(of.map((r) => r.cpu)).toFixed(2)} s | ${c.hashed} | ${c.uploaded} | ${c.skipped} | ${ops} |`
   }),
 ]
 console.log(lines.join('\n'))
