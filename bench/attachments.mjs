@@ -15,7 +15,7 @@ import { createHash } from 'node:crypto'
 import os from 'node:os'
 import path from 'node:path'
 import { parseArgs } from 'node:util'
-import { ROOT, buildAddon, ensureNpmDeps } from '../scripts/setup.mjs'
+import { QUIET_SDK, ROOT, buildAddon, ensureNpmDeps } from '../scripts/setup.mjs'
 
 const { values: opts } = parseArgs({
   options: {
@@ -25,6 +25,8 @@ const { values: opts } = parseArgs({
   },
 })
 ensureNpmDeps()
+// The AWS SDK for JavaScript only sets up buckets here; its Node 22 notice is noise.
+Object.assign(process.env, QUIET_SDK)
 if (!opts['skip-build']) buildAddon({ release: true })
 const { TransferClient } = await import('../index.js')
 const { startS3Server } = await import('../scripts/s3-server.mjs')

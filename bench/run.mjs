@@ -164,9 +164,9 @@ const bucket = 'bench'
 // The disk is not what the benchmark compares.
 const SCRATCH_ROOT = existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir()
 const server = await startS3Server()
-const { startS3sFs } = await import('../scripts/s3s-fs.mjs')
+const { BENCH_VERSION, startS3sFs } = await import('../scripts/s3s-fs.mjs')
 const uploadServer = opts['upload-server'] === 's3s-fs' ? await startS3sFs(bucket, SCRATCH_ROOT) : server
-const SERVER_NAMES = { upload: uploadServer === server ? 'SeaweedFS 4.48' : 's3s-fs 0.14.1', download: 'SeaweedFS 4.48' }
+const SERVER_NAMES = { upload: uploadServer === server ? 'SeaweedFS 4.48' : `s3s-fs ${BENCH_VERSION}`, download: 'SeaweedFS 4.48' }
 const results = [] // { workload, direction, tool, seconds, cpuSeconds, maxRssMiB, serverCpu, files, bytes }
 try {
   await new S3Client({ endpoint: server.endpoint, region: server.region, forcePathStyle: true, credentials: server.credentials }).send(

@@ -18,16 +18,43 @@ export const BENCH_VERSION = '0.14.1'
 /** The version that verifies XXHASH128 checksums. */
 export const VERIFYING_VERSION = '0.17.0'
 
-/** The s3s-fs binary of `version`, built into .cache/ if it is not there yet. */
+const RUST_FOR_VERIFYING = [1, 96]
+
+/** Where the s3s-fs binary of `version` is (or goes) in .cache/. */
+export function s3sFsBinary(version = BENCH_VERSION) {
+  return path.join(ROOT, '.cache', `s3s-fs-${version}`, 'bin', process.platform === 'win32' ? 's3s-fs.exe' : 's3s-fs')
+}
+
+/** Debian's Rust (`rustc-web`): its version as [major, minor], or null where there is none. */
+function debianRust() {
+  const r = spawnSync('/usr/bin/rustc', ['--version'], { encoding: 'utf8' })
+  const m = r.status === 0 && r.stdout.match(/^rustc (\d+)\.(\d+)/)
+  return m ? [Number(m[1]), Number(m[2])] : null
+}
+
+/**
+ * The s3s-fs binary of `version`, built into .cache/ if it is not there yet. 0.17 needs Rust 1.96, which rustup's
+ * toolchain here is not: it is built with Debian's `rustc-web` / `cargo-web` (bookworm-security), installed with
+ * apt-get when missing. Throws, saying why, where that cannot be done (not Linux, not root, an older Debian Rust).
+ */
 export function ensureS3sFs(version = BENCH_VERSION) {
-  const prefix = path.join(ROOT, '.cache', `s3s-fs-${version}`)
-  const bin = path.join(prefix, 'bin', 's3s-fs')
+  const bin = s3sFsBinary(version)
   if (existsSync(bin)) return bin
-  // 0.17 needs Rust 1.96: Debian's toolchain (rustup's cargo would run rustup's older rustc).
   const debian = version !== BENCH_VERSION
-  if (debian) ensureDebianPackages({ 'rustc-web': '/usr/bin/rustc', 'cargo-web': '/usr/bin/cargo' })
+  if (debian) {
+    if (process.platform !== 'linux') throw new Error(`s3s-fs ${version} is built on Linux only (with Debian's Rust 1.96)`)
+    ensureDebianPackages({ 'rustc-web': '/usr/bin/rustc', 'cargo-web': '/usr/bin/cargo' })
+    const rust = debianRust()
+    const [major, minor] = RUST_FOR_VERIFYING
+    if (!rust || rust[0] < major || (rust[0] === major && rust[1] < minor)) {
+      throw new Error(
+        `s3s-fs ${version} needs Rust ${major}.${minor}: /usr/bin/rustc is ${rust ? rust.join('.') : 'missing'} (Debian's rustc-web from bookworm-security provides it)`,
+      )
+    }
+  }
   console.error(`== building s3s-fs ${version} into .cache/ (cargo install, ${debian ? 'about 7' : 'about 4'} minutes, once)`)
   const build = path.join(ROOT, '.cache', `s3s-fs-build-${version}`)
+  const prefix = path.dirname(path.dirname(bin))
   const r = spawnSync(debian ? '/usr/bin/cargo' : 'cargo', ['install', `s3s-fs@${version}`, '--features', 'binary', '--locked', '--root', prefix], {
     stdio: 'inherit',
     env: { ...process.env, CARGO_TARGET_DIR: build, ...(debian ? { RUSTC: '/usr/bin/rustc' } : {}) },
@@ -53,13 +80,20 @@ export async function startS3sFs(bucket, parent = os.tmpdir(), version = BENCH_V
   mkdirSync(path.join(root, bucket))
   const credentials = { accessKeyId: 'bench' + randomBytes(4).toString('hex'), secretAccessKey: randomBytes(16).toString('hex') }
   const port = await freePort()
+  // Its own errors go to our stderr; its request log (stdout) is not wanted.
   const child = spawn(bin, ['--host', '127.0.0.1', '--port', String(port), '--access-key', credentials.accessKeyId, '--secret-key', credentials.secretAccessKey, root], {
-    stdio: 'ignore',
+    stdio: ['ignore', 'ignore', 'inherit'],
   })
-  for (let i = 0; i < 100; i++) {
-    const up = await new Promise((r) => net.connect(port, '127.0.0.1').on('connect', function () { this.destroy(); r(true) }).on('error', () => r(false)))
-    if (up) break
-    await new Promise((r) => setTimeout(r, 100))
+  const exited = new Promise((r) => child.once('exit', r).once('error', r))
+  let up = false
+  for (let i = 0; i < 100 && !up && child.exitCode === null; i++) {
+    up = await new Promise((r) => net.connect(port, '127.0.0.1').on('connect', function () { this.destroy(); r(true) }).on('error', () => r(false)))
+    if (!up) await new Promise((r) => setTimeout(r, 100))
+  }
+  if (!up) {
+    child.kill()
+    rmSync(root, { recursive: true, force: true })
+    throw new Error(`s3s-fs ${version} did not start on port ${port}`)
   }
   return {
     endpoint: `http://127.0.0.1:${port}`,
@@ -73,7 +107,7 @@ export async function startS3sFs(bucket, parent = os.tmpdir(), version = BENCH_V
     },
     async stop() {
       child.kill()
-      await new Promise((r) => child.once('exit', r))
+      await exited
       rmSync(root, { recursive: true, force: true })
     },
   }

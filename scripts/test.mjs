@@ -4,7 +4,8 @@
 //  2. the debug build of the addon (tests use the debug build; the benchmark builds release), then a check that
 //     the generated files (index.d.ts, native.js) are exactly what is committed;
 //  3. the engine's cargo tests (same target dir as the addon build, so dependencies compile once);
-//  4. a real S3 server (SeaweedFS from PyPI) on loopback, and the Node tests in __test__/ against it.
+//  4. a real S3 server (SeaweedFS from PyPI) on loopback, and the Node tests in __test__/ against it; for the
+//     checksum tests also s3s-fs 0.17 (built once with Debian's Rust 1.96: `rustc-web`, `cargo-web`).
 // Flags: --skip-build (use the built addon), --only-node, --only-cargo; extra args go to `node --test`.
 import { execFileSync, spawnSync } from 'node:child_process'
 import { readdirSync } from 'node:fs'
@@ -42,11 +43,27 @@ if (!flag('--only-node')) {
   if (flag('--only-cargo')) process.exit(0)
 }
 
-if (process.platform === 'linux') {
-  // The store that verifies XXHASH128 checksums (content-addressed uploads); built once into .cache/.
-  step('s3s-fs 0.17 for the checksum tests')
+// Test files named on the command line run alone; otherwise every __test__/*.test.mjs.
+const named = passthrough.filter((a) => a.endsWith('.mjs'))
+const options = passthrough.filter((a) => !a.endsWith('.mjs'))
+const files = named.length
+  ? named
+  : readdirSync(path.join(ROOT, '__test__'))
+      .filter((f) => f.endsWith('.test.mjs'))
+      .map((f) => path.join('__test__', f))
+
+// The store that verifies XXHASH128 checksums, for content-checksum.test.mjs: s3s-fs 0.17, built once into
+// .cache/ (about 7 minutes) with Debian's Rust 1.96. Where it cannot be built (not Debian, not root) those tests
+// skip, unless S3_FERRY_REQUIRE_S3SFS=1 (CI) makes that a failure.
+if (files.some((f) => path.basename(f) === 'content-checksum.test.mjs')) {
+  step('s3s-fs 0.17 (verifies XXHASH128) for content-checksum.test.mjs')
   const { ensureS3sFs, VERIFYING_VERSION } = await import('./s3s-fs.mjs')
-  ensureS3sFs(VERIFYING_VERSION)
+  try {
+    ensureS3sFs(VERIFYING_VERSION)
+  } catch (e) {
+    if (process.env.S3_FERRY_REQUIRE_S3SFS === '1') throw e
+    console.warn(`== ${e.message}: content-checksum.test.mjs will skip`)
+  }
 }
 
 step('start the local S3 server')
@@ -58,14 +75,6 @@ const env = { ...process.env, ...serverEnv(server), ...debugEnv(), ...QUIET_SDK 
 let status = 1
 try {
   step('node --test __test__/')
-  // Test files named on the command line run alone; otherwise every __test__/*.test.mjs.
-  const named = passthrough.filter((a) => a.endsWith('.mjs'))
-  const options = passthrough.filter((a) => !a.endsWith('.mjs'))
-  const files = named.length
-    ? named
-    : readdirSync(path.join(ROOT, '__test__'))
-        .filter((f) => f.endsWith('.test.mjs'))
-        .map((f) => path.join('__test__', f))
   const r = spawnSync(process.execPath, ['--test', '--test-concurrency=2', ...options, ...files], { stdio: 'inherit', cwd: ROOT, env })
   status = r.status ?? 1
 } finally {

@@ -329,7 +329,22 @@ impl Engine {
       keep_failed_uploads: request.resumable,
       keep_going: false,
     });
-    Box::pin(self.upload_planned(call, uploads, cancel)).await?;
+    let uploaded = Box::pin(self.upload_planned(call, uploads, cancel)).await;
+    if let (Err(e), Some(c)) = (&uploaded, &cache) {
+      // A content the store refused was sent from a file whose cached hash may be stale (its bytes changed while
+      // its size and mtime did not: `cp -p`, `rsync -t`): hashed again next time, not refused forever.
+      let refused: Vec<PathBuf> = std::iter::once(e)
+        .chain(e.failures().iter().map(|f| &f.error))
+        .filter_map(|e| match e {
+          Error::ContentRefused { path, .. } => Some(std::path::absolute(path).unwrap_or_else(|_| path.clone())),
+          _ => None,
+        })
+        .collect();
+      if !refused.is_empty() {
+        cache_op(c, move |c| c.forget_hashes(&refused)).await;
+      }
+    }
+    uploaded?;
     if let (Some(c), false) = (&cache, uploaded_keys.is_empty()) {
       cache_op(c, move |c| c.put_seen(&scope, &uploaded_keys)).await;
     }

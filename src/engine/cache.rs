@@ -149,6 +149,16 @@ impl Cache {
     tx.commit()
   }
 
+  /// Forgets the hashes of these files (absolute paths), whatever size and mtime they were hashed at.
+  pub fn forget_hashes(&self, paths: &[PathBuf]) -> Sql<()> {
+    let conn = self.conn();
+    let mut stmt = conn.prepare_cached("DELETE FROM file_hashes WHERE path = ?1")?;
+    for p in paths {
+      stmt.execute(params![p.as_os_str().as_encoded_bytes()])?;
+    }
+    Ok(())
+  }
+
   /// Which of `keys` were seen in `scope` (an endpoint and bucket) within the last 30 days.
   pub fn seen(&self, scope: &str, keys: &[String]) -> Sql<Vec<bool>> {
     let conn = self.conn();

@@ -142,7 +142,7 @@ pub enum Error {
   #[error(
     "s3://{bucket}/{key}: the store refused the bytes sent from '{}': their XXHASH128 is not {hash}, the content \
      hash the key names (the file changed after it was hashed, or the bytes were corrupted on the way); nothing \
-     was stored",
+     was stored, and the file's cached hash is dropped so the next call hashes it again",
     path.display()
   )]
   ContentRefused {
@@ -154,6 +154,8 @@ pub enum Error {
     path: PathBuf,
     /// The content hash (xxh128, hex) the key names.
     hash: String,
+    /// The store's answer (400 BadDigest), with its status and attempts.
+    source: Box<Error>,
   },
 
   /// The server sent a different number of bytes than it announced.
@@ -392,7 +394,7 @@ impl Error {
   pub fn attempts(&self) -> Option<u32> {
     match self {
       Error::S3 { attempts, .. } if *attempts > 0 => Some(*attempts),
-      Error::AbortFailed { source, .. } => source.attempts(),
+      Error::AbortFailed { source, .. } | Error::ContentRefused { source, .. } => source.attempts(),
       Error::Files { failures, .. } => failures[0].error.attempts(),
       _ => None,
     }
@@ -455,7 +457,7 @@ impl Error {
     match self {
       Error::S3 { status_code, .. } => *status_code,
       Error::ObjectChanged { .. } => Some(412),
-      Error::AbortFailed { source, .. } => source.status_code(),
+      Error::AbortFailed { source, .. } | Error::ContentRefused { source, .. } => source.status_code(),
       Error::Files { failures, .. } => failures[0].error.status_code(),
       _ => None,
     }

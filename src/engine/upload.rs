@@ -376,6 +376,7 @@ impl Engine {
               key: file.key.clone(),
               path: file.path.clone(),
               hash: hash.to_owned(),
+              source: Box::new(e),
             },
             _ => e,
           }
