@@ -294,15 +294,17 @@ test('an async onProgress that rejects cancels the transfer and the call rejects
   }
 })
 
-test('an unreachable endpoint fails fast with a network error, not an endless retry', async () => {
+test('an unreachable endpoint fails with a network error after maxAttempts attempts, not an endless retry', async () => {
   const counting = await countingServer()
   await counting.close() // nothing listens there now
-  const client = new TransferClient({ endpoint: counting.endpoint, forcePathStyle: true, credentials: { accessKeyId: 'a', secretAccessKey: 'b' } })
+  const client = new TransferClient({ endpoint: counting.endpoint, forcePathStyle: true, credentials: { accessKeyId: 'a', secretAccessKey: 'b' }, maxAttempts: 3 })
   const dir = tempDir()
   writeFileSync(path.join(dir, 'f'), 'x')
   await assert.rejects(client.upload({ bucket: 'b', files: [{ path: path.join(dir, 'f'), key: 'k' }] }), (e) => {
     assert.equal(e.code, 'ERR_NETWORK')
     assert.equal(e.bucket, 'b')
+    assert.equal(e.attempts, 3)
+    assert.match(e.message, /\(after 3 attempts\)/)
     return true
   })
 })
@@ -370,19 +372,26 @@ test('a symlink in the destination tree that leads out of it is not followed; on
   assert.equal(readFileSync(path.join(outside, 'target.txt'), 'utf8'), 'orig')
 })
 
-test('no credentials anywhere: ERR_CREDENTIALS, without stalling on instance metadata', async () => {
+test('no credentials anywhere: ERR_CREDENTIALS naming every provider tried, in the SDK order', async () => {
   const dir = tempDir()
   writeFileSync(path.join(dir, 'f'), 'x')
   const script = `
     const { TransferClient } = require(${JSON.stringify(path.join(ROOT, 'index.js'))})
     const c = new TransferClient({ endpoint: 'http://127.0.0.1:9', forcePathStyle: true })
     c.upload({ bucket: 'b', localDir: ${JSON.stringify(dir)} })
-      .then(() => console.log('resolved'), (e) => console.log(JSON.stringify({ code: e.code })))`
-  // A clean environment: no AWS_* variables, a HOME without ~/.aws.
-  const env = { ...buildEnv(), PATH: process.env.PATH, HOME: dir }
+      .then(() => console.log('resolved'), (e) => console.log(JSON.stringify({ code: e.code, message: e.message })))`
+  // A clean environment: no AWS_* variables, a HOME without ~/.aws. Instance metadata is switched off the
+  // documented way: some networks answer 169.254.169.254 with a refusal, which ends the chain there.
+  const env = { ...buildEnv(), PATH: process.env.PATH, HOME: dir, AWS_EC2_METADATA_DISABLED: 'true' }
   const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', env, timeout: 60_000 })
   assert.equal(r.status, 0, r.stderr)
-  assert.deepEqual(JSON.parse(r.stdout.trim()), { code: 'ERR_CREDENTIALS' })
+  const { code, message } = JSON.parse(r.stdout.trim())
+  assert.equal(code, 'ERR_CREDENTIALS')
+  // The README's list, in the SDK's order.
+  const tried = ['environment (AWS_ACCESS_KEY_ID)', "profile 'default'", 'web identity token', 'container (ECS/EKS)', 'instance metadata (EC2)']
+  const at = tried.map((t) => message.indexOf(t))
+  assert.ok(at.every((i) => i >= 0), message)
+  assert.deepEqual([...at].sort((a, b) => a - b), at, message)
 })
 
 test('a many-file call that fails names every failed file and what completed; continueOnError moves the rest', async () => {

@@ -10,7 +10,8 @@ import { MiB, bytes, makeBucket, server, tempDir } from './helpers.mjs'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 
-async function runLogged(env) {
+/** Uploads two files in a child process whose environment is ours with `env` over it and `unset` removed. */
+async function runLogged(env, unset = []) {
   const s = await server()
   const bucket = await makeBucket()
   const dir = tempDir()
@@ -22,7 +23,9 @@ async function runLogged(env) {
     const c = new TransferClient(${JSON.stringify(options)})
     c.upload({ bucket: ${JSON.stringify(bucket)}, localDir: ${JSON.stringify(dir)}, keyPrefix: 'p/' })
       .then((r) => console.log('uploaded', r.files), (e) => console.log('failed', e.code))`
-  const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', env: { ...process.env, ...env } })
+  const childEnv = { ...process.env, ...env }
+  for (const name of unset) delete childEnv[name]
+  const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', env: childEnv })
   return { ...r, secrets: [s.credentials.secretAccessKey], bucket }
 }
 
@@ -41,9 +44,7 @@ test('S3_FERRY_LOG=debug: one line per request, no secrets', async () => {
 })
 
 test('without S3_FERRY_LOG nothing is logged', async () => {
-  const env = { ...process.env }
-  delete env.S3_FERRY_LOG
-  const r = await runLogged({ S3_FERRY_LOG: '' })
+  const r = await runLogged({}, ['S3_FERRY_LOG'])
   assert.match(r.stdout, /uploaded 2/)
   assert.ok(!r.stderr.includes('s3_ferry'), r.stderr)
 })
