@@ -254,21 +254,23 @@ test('in a terminal (tmux): a live bar on one line, narrow terminals included, a
   const socket = `s3ferry-${process.pid}`
   const tmux = (...args) => spawnSync('tmux', ['-L', socket, ...args], { encoding: 'utf8', env })
   const pane = () => tmux('capture-pane', '-p', '-t', 'cli').stdout
-  const waitFor = async (re) => {
+  const waitUntil = async (ok, what) => {
     for (let i = 0; i < 300; i++) {
       const text = pane()
-      if (re.test(text)) return text
+      if (ok(text)) return text
       await new Promise((r) => setTimeout(r, 100))
     }
-    throw new Error(`pane never matched ${re}:\n${pane()}`)
+    throw new Error(`the pane never showed ${what}:\n${pane()}`)
   }
+  const waitFor = (re) => waitUntil((text) => re.test(text), re)
+  const barLine = (text) => text.split('\n').find((l) => /[█░]/.test(l))
   try {
     for (const width of [120, 50]) {
       const cmd = [process.execPath, CLI, 'upload', ...flags, '--part-size', '5MiB', '--max-bandwidth', '4MB/s', path.join(dir, 'big.bin'), `s3://${bucket}/w${width}/`]
       tmux('new-session', '-d', '-s', 'cli', '-x', String(width), '-y', '15', `${cmd.map((a) => `'${a}'`).join(' ')}; echo EXIT=$?; sleep 60`)
       const drawing = await waitFor(/[█░].*%/)
-      await new Promise((r) => setTimeout(r, 600)) // several redraws later
-      const later = pane()
+      // Redrawn: the bar line has changed (the transfer moved on at 4 MB/s).
+      const later = await waitUntil((text) => barLine(text) !== undefined && barLine(text) !== barLine(drawing), 'a redraw')
       const barLines = later.split('\n').filter((l) => /[█░]/.test(l))
       assert.equal(barLines.length, 1, `the bar redraws in place on one line:\n${later}`)
       assert.ok(later.split('\n').every((l) => l.length <= width), 'no line wider than the terminal')

@@ -1,6 +1,6 @@
 // Download conflict policies: overwrite (default), skip, createCopy and error, each leaving destinations whole.
 import assert from 'node:assert/strict'
-import { readFileSync, writeFileSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import path from 'node:path'
 import { test } from 'node:test'
 import { TransferClient } from '../index.js'
@@ -62,7 +62,10 @@ test('error rejects with ERR_DESTINATION_EXISTS naming the path, and leaves the 
     (e) => e.code === 'ERR_DESTINATION_EXISTS' && e.path === dest,
   )
   assert.equal(read(out, 'scene.blend'), 'old scene')
-  await assert.rejects(client.download({ bucket, keyPrefix: 'j/', localDir: out, conflict: 'sometimes' }), (e) => e.code === 'ERR_INVALID_ARG_TYPE')
-  writeFileSync(path.join(out, 'only-this.txt'), 'x')
   assert.deepEqual(allFiles(out).filter((f) => f.includes('s3ferry-part')), [])
+  // An unknown policy is refused before anything is fetched or written.
+  const before = allFiles(out).sort()
+  await assert.rejects(client.download({ bucket, keyPrefix: 'j/', localDir: out, conflict: 'sometimes' }), (e) => e.code === 'ERR_INVALID_ARG_TYPE')
+  assert.deepEqual(allFiles(out).sort(), before)
+  assert.equal(read(out, 'scene.blend'), 'old scene')
 })

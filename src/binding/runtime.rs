@@ -17,7 +17,10 @@ const MAX_BLOCKING_THREADS: usize = 64;
 /// Half the cores, at least 2 and at most 8: transfers are I/O-bound (kernel copies run on the blocking pool, not
 /// on these threads), and a desktop app should not have every core taken by a background upload.
 pub fn default_threads() -> usize {
-  let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+  threads_for(std::thread::available_parallelism().map_or(2, |n| n.get()))
+}
+
+fn threads_for(cores: usize) -> usize {
   (cores / 2).clamp(2, 8)
 }
 
@@ -134,4 +137,30 @@ fn init() {
     }
     engine_runtime();
   });
+}
+
+#[cfg(test)]
+mod tests {
+  #[test]
+  fn half_the_cores_at_least_2_at_most_8() {
+    let table: Vec<(usize, usize)> = [1, 2, 3, 4, 6, 8, 12, 16, 17, 64]
+      .iter()
+      .map(|&c| (c, super::threads_for(c)))
+      .collect();
+    assert_eq!(
+      table,
+      [
+        (1, 2),
+        (2, 2),
+        (3, 2),
+        (4, 2),
+        (6, 3),
+        (8, 4),
+        (12, 6),
+        (16, 8),
+        (17, 8),
+        (64, 8)
+      ]
+    );
+  }
 }
