@@ -33,6 +33,20 @@ function runAsync(args, env) {
   })
 }
 
+test('the helpers are importable (the program runs only when invoked): sizes and S3 URLs as documented', async () => {
+  // Importing runs nothing: had it parsed the test runner's argv, this process would have exited.
+  const { parseSize, parseS3Url } = await import('../bin/s3-ferry.mjs')
+  const sizes = ['8MiB', '10MB/s', '1048576', '1.5 GiB', '64k', '2kb', '3b', '1g'].map(parseSize)
+  assert.deepEqual(sizes, [8 * 1024 ** 2, 10e6, 1048576, 1.5 * 1024 ** 3, 64e3, 2e3, 3, 1e9])
+  for (const bad of ['', 'MiB', '-1MB', '0', '8 TB', '8MiBs', 'eight']) {
+    assert.throws(() => parseSize(bad), (e) => e.code === 'commander.invalidArgument' && e.message.includes(`'${bad}'`), bad)
+  }
+  assert.deepEqual(parseS3Url('s3://jobs/job-42/'), { bucket: 'jobs', prefix: 'job-42/' })
+  assert.deepEqual(parseS3Url('S3://jobs'), { bucket: 'jobs', prefix: '' })
+  assert.deepEqual(parseS3Url('s3://jobs/a b/ñ.exr'), { bucket: 'jobs', prefix: 'a b/ñ.exr' })
+  for (const bad of ['jobs/x', 's3:/jobs', 's3://', 'https://jobs/x']) assert.throws(() => parseS3Url(bad), /is not an S3 URL/, bad)
+})
+
 test('--help, and bad flags or values exit 2 with a clear message', () => {
   const help = run(['--help'])
   assert.equal(help.status, 0)

@@ -9,9 +9,10 @@
 //
 // Progress: a live bar on a terminal, a plain line a second otherwise, JSON lines with --json. Ctrl-C cancels
 // through the AbortSignal path (nothing half-written is left) and exits with 130.
-import { readFileSync, statSync, writeFileSync } from 'node:fs'
+import { readFileSync, realpathSync, statSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import path from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { Command, InvalidArgumentError, Option } from 'commander'
 import cliProgress from 'cli-progress'
 // Loaded here so a missing or broken binary is one line on stderr and exit 1, not a stack trace.
@@ -506,16 +507,28 @@ export function program() {
   return prog
 }
 
-try {
-  await program().parseAsync(process.argv)
-} catch (e) {
-  // commander's own exits (--help, --version) carry code commander.*; bad usage exits 2 like most CLIs.
-  if (e.code === 'commander.helpDisplayed' || e.code === 'commander.help' || e.code === 'commander.version') process.exit(0)
-  if (e instanceof UsageError) {
-    console.error(`s3-ferry: ${e.message}\nRun 's3-ferry ${e.command} --help' for usage.`)
+/** Whether this file is the program being run (through npm's bin link or shim too), not a module imported for
+ * its helpers (`parseSize`, `parseS3Url`, `program`). */
+function invoked() {
+  try {
+    return realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url))
+  } catch {
+    return false
+  }
+}
+
+if (invoked()) {
+  try {
+    await program().parseAsync(process.argv)
+  } catch (e) {
+    // commander's own exits (--help, --version) carry code commander.*; bad usage exits 2 like most CLIs.
+    if (e.code === 'commander.helpDisplayed' || e.code === 'commander.help' || e.code === 'commander.version') process.exit(0)
+    if (e instanceof UsageError) {
+      console.error(`s3-ferry: ${e.message}\nRun 's3-ferry ${e.command} --help' for usage.`)
+      process.exit(2)
+    }
+    if (String(e.code).startsWith('commander.')) process.exit(2)
+    console.error(`s3-ferry: ${e.code ?? 'ERROR'}: ${e.message}`)
     process.exit(2)
   }
-  if (String(e.code).startsWith('commander.')) process.exit(2)
-  console.error(`s3-ferry: ${e.code ?? 'ERROR'}: ${e.message}`)
-  process.exit(2)
 }
