@@ -41,6 +41,8 @@ pub fn to_js_error(env: &Env, e: &Error) -> napi::Error {
 fn build<'env>(env: &'env Env, e: &Error) -> Result<Object<'env>> {
   let message = e.to_string();
   let mut obj = if matches!(e.first(), Error::InvalidArgument { .. }) {
+    // SAFETY: `env` is the live environment of the current call, on its JS thread, which is what `into_value`
+    // needs; the value it returns belongs to that environment and is wrapped at once.
     let raw = unsafe { JsTypeError::from(napi::Error::new(Status::InvalidArg, message)).into_value(env.raw()) };
     Object::from_raw(env.raw(), raw)
   } else {

@@ -385,6 +385,8 @@ impl CallOutput for engine::AttachmentUploadOutput {
 #[napi(js_name = "upload", ts_args_type = "request: ClientOptions & UploadRequest")]
 pub fn upload_once<'env>(env: &'env Env, request: Object<'env>) -> Result<PromiseRaw<'env, TransferSummary>> {
   let engine = shared_client(env, &request)?;
+  // SAFETY: `request` is a live JS object of this call's `env`, read on its JS thread; `from_napi_value` only reads
+  // its properties (unknown ones are ignored: the JS entry has checked the names).
   let request = unsafe { UploadRequest::from_napi_value(env.raw(), request.raw())? };
   upload_on(env, engine, request)
 }
@@ -418,6 +420,8 @@ fn download_on(env: &Env, engine: Arc<Engine>, request: DownloadRequest) -> Resu
 #[napi(js_name = "download", ts_args_type = "request: ClientOptions & DownloadRequest")]
 pub fn download_once<'env>(env: &'env Env, request: Object<'env>) -> Result<PromiseRaw<'env, TransferSummary>> {
   let engine = shared_client(env, &request)?;
+  // SAFETY: `request` is a live JS object of this call's `env`, read on its JS thread; `from_napi_value` only reads
+  // its properties (unknown ones are ignored: the JS entry has checked the names).
   let request = unsafe { DownloadRequest::from_napi_value(env.raw(), request.raw())? };
   download_on(env, engine, request)
 }
@@ -442,6 +446,7 @@ static SHARED_CLIENTS: Mutex<Option<HashMap<engine::ClientConfig, Arc<Engine>>>>
 const MAX_SHARED_CLIENTS: usize = 16;
 
 fn shared_client(env: &Env, request: &Object) -> Result<Arc<Engine>> {
+  // SAFETY: as above: a live object of this call's `env`, on its JS thread, only read.
   let options = unsafe { ClientOptions::from_napi_value(env.raw(), request.raw())? };
   let config = options.into_config().map_err(|e| to_js_error(env, &e))?;
   if config.credential_source.is_some() {

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 
@@ -354,7 +355,7 @@ impl Error {
       SdkError::TimeoutError(_) => ("ETIMEDOUT".to_owned(), Some("the request timed out".to_owned())),
       // Credentials are resolved while the request is dispatched, so their failures arrive as dispatch or
       // construction failures; the source chain tells them apart from network trouble.
-      SdkError::DispatchFailure(_) | SdkError::ConstructionFailure(_) if mentions_credentials(&err) => {
+      SdkError::DispatchFailure(_) | SdkError::ConstructionFailure(_) if is_credentials_failure(&err) => {
         ("ERR_CREDENTIALS".to_owned(), Some(credentials_message(&err)))
       }
       SdkError::DispatchFailure(d) => {
@@ -520,9 +521,9 @@ fn status_code_name(status: Option<u16>) -> String {
   }
 }
 
-fn mentions_credentials(err: &(dyn std::error::Error + 'static)) -> bool {
-  // The SDK boxes the provider's error in its own types: its words say it ("the credential provider ...").
-  source_chain(err).to_ascii_lowercase().contains("credential")
+fn is_credentials_failure(err: &(dyn std::error::Error + 'static)) -> bool {
+  // The SDK boxes the provider's error in its own types; the provider's `CredentialsError` is in the chain.
+  std::iter::successors(Some(err), |e| e.source()).any(|e| e.is::<CredentialsError>())
 }
 
 /// Why no credentials could be had, without the SDK's wrapping ("dispatch failure", "other", "the credential
