@@ -159,6 +159,21 @@ pub enum Error {
     source: Box<Error>,
   },
 
+  /// A job's inputs that cannot be submitted, all of them: files that do not exist, and directories given as
+  /// files. Raised before anything is hashed or sent.
+  #[error(
+    "job submission contains missing input files or directories specified as files; all inputs must exist and be \
+     classified properly.{}{}",
+    list("Missing input files", missing),
+    list("Directories classified as files", directories)
+  )]
+  MisconfiguredInputs {
+    /// Inputs that do not exist (absolute, sorted).
+    missing: Vec<PathBuf>,
+    /// Inputs that are directories (absolute, sorted).
+    directories: Vec<PathBuf>,
+  },
+
   /// The server sent a different number of bytes than it announced.
   #[error("s3://{bucket}/{key}: expected {expected} bytes, received {received}")]
   Truncated {
@@ -254,6 +269,7 @@ impl Error {
       Error::FileChanged { .. } => "ERR_FILE_CHANGED".to_owned(),
       Error::Truncated { .. } => "ERR_TRUNCATED".to_owned(),
       Error::ChecksumMismatch { .. } | Error::ContentRefused { .. } => "ERR_CHECKSUM_MISMATCH".to_owned(),
+      Error::MisconfiguredInputs { .. } => "ERR_MISCONFIGURED_INPUTS".to_owned(),
       Error::BodyInterrupted { .. } => "ERR_NETWORK".to_owned(),
       Error::AbortFailed { source, .. } => source.code(),
       Error::Cancelled { .. } => "ABORT_ERR".to_owned(),
@@ -518,6 +534,17 @@ fn status_code_name(status: Option<u16>) -> String {
     Some(412) => "PreconditionFailed".to_owned(),
     Some(s) => format!("HTTP{s}"),
     None => "ERR_RESPONSE".to_owned(),
+  }
+}
+
+/// `\n{title}:\n\t{path}...` for a non-empty list, as Deadline's client words it.
+fn list(title: &str, paths: &[PathBuf]) -> String {
+  match paths.is_empty() {
+    true => String::new(),
+    false => format!(
+      "\n{title}:{}",
+      paths.iter().map(|p| format!("\n\t{}", p.display())).collect::<String>()
+    ),
   }
 }
 

@@ -7,6 +7,7 @@
 //!   requests it keeps in flight (1 for a small file, up to 10 for a multipart one);
 //! - a call's cancellation is one token that every task observes.
 
+pub mod asset_roots;
 mod attachments;
 mod body;
 mod bucket;

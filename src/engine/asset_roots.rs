@@ -1,0 +1,402 @@
+//! Asset roots: a job's input files and output directories grouped the way Deadline Cloud's own client groups
+//! them (`S3AssetManager._get_asset_groups` in `deadline.job_attachments.upload`), one manifest per group.
+//!
+//! - Every path is made absolute and normalised lexically (`..` and `.` removed, symlinks not followed), as
+//!   Python's `os.path.normpath(Path(p).absolute())`.
+//! - An input that does not exist, or is a directory, is an error; all of them are reported together, before any
+//!   work, as `MisconfiguredInputs`.
+//! - A path under a SHARED file-system location of the storage profile is left out: the workers see it already.
+//! - A path under a LOCAL location belongs to that location's group (the most specific one when they nest),
+//!   which carries the location's name; any other path belongs to the group of its top directory (`/` on Unix,
+//!   the drive or share on Windows; compared without case on Windows).
+//! - A group's root is the common path of everything in it (its parent when that is a single file).
+//!
+//! The manifest of a root is named `{xxh128(location name + root)}_input`, as Deadline names it.
+
+use std::collections::BTreeSet;
+use std::path::{Component, Path, PathBuf};
+
+use super::error::{Error, Result};
+
+/// What a file-system location of a storage profile is to the workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocationKind {
+  /// A path that exists only on this machine: its files are uploaded, under the location's own root.
+  Local,
+  /// A path the workers share: its files are not uploaded.
+  Shared,
+}
+
+/// A file-system location of the queue's storage profile (fetched by the app with the Deadline API).
+#[derive(Debug, Clone)]
+pub struct Location {
+  /// Its name, which ties the root to the worker's own path for it.
+  pub name: String,
+  /// Its path on this machine.
+  pub path: PathBuf,
+  /// LOCAL or SHARED.
+  pub kind: LocationKind,
+}
+
+/// The paths of one asset root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssetRoot {
+  /// The common path of everything below (absolute).
+  pub root: PathBuf,
+  /// The LOCAL location it belongs to, if any.
+  pub location_name: Option<String>,
+  /// Input files (absolute).
+  pub inputs: BTreeSet<PathBuf>,
+  /// Output directories (absolute).
+  pub outputs: BTreeSet<PathBuf>,
+  /// Paths the job refers to without uploading them (absolute).
+  pub references: BTreeSet<PathBuf>,
+}
+
+impl AssetRoot {
+  /// The manifest's file name, as Deadline names it: `{xxh128(location name + root)}_input`.
+  pub fn manifest_name(&self) -> String {
+    let named = format!("{}{}", self.location_name.as_deref().unwrap_or(""), self.root.display());
+    format!("{}_input", super::manifest::hash_bytes(named.as_bytes()))
+  }
+}
+
+/// Which of a group's sets a path goes to.
+type PathsOf = fn(&mut AssetRoot) -> &mut BTreeSet<PathBuf>;
+
+/// Groups a job's paths into asset roots (see the module documentation), sorted by root.
+pub fn group(
+  inputs: &[PathBuf],
+  outputs: &[PathBuf],
+  references: &[PathBuf],
+  locations: &[Location],
+) -> Result<Vec<AssetRoot>> {
+  let cwd = std::env::current_dir().map_err(|e| Error::io("getcwd", ".", e))?;
+  let absolute = |p: &PathBuf| normalize(&cwd.join(p));
+  let (mut missing, mut directories) = (Vec::new(), Vec::new());
+  let mut files = Vec::new();
+  for p in inputs.iter().filter(|p| !p.as_os_str().is_empty()) {
+    let abs = absolute(p);
+    match std::fs::metadata(&abs) {
+      Err(_) => missing.push(abs),
+      Ok(m) if m.is_dir() => directories.push(abs),
+      Ok(_) => files.push(abs),
+    }
+  }
+  if !missing.is_empty() || !directories.is_empty() {
+    missing.sort();
+    missing.dedup();
+    directories.sort();
+    directories.dedup();
+    return Err(Error::MisconfiguredInputs { missing, directories });
+  }
+
+  let mut groups: Vec<(PathBuf, AssetRoot)> = Vec::new();
+  let kinds: [(Vec<PathBuf>, PathsOf); 3] = [
+    (files, |g| &mut g.inputs),
+    (
+      outputs
+        .iter()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(absolute)
+        .collect(),
+      |g| &mut g.outputs,
+    ),
+    (
+      references
+        .iter()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(absolute)
+        .collect(),
+      |g| &mut g.references,
+    ),
+  ];
+  for (paths, field) in kinds {
+    for abs in paths {
+      let shared = locations
+        .iter()
+        .any(|l| l.kind == LocationKind::Shared && is_under(&abs, &l.path));
+      if shared {
+        continue;
+      }
+      // The most specific LOCAL location, else the top directory.
+      let local = locations
+        .iter()
+        .filter(|l| l.kind == LocationKind::Local && is_under(&abs, &l.path))
+        .max_by_key(|l| l.path.as_os_str().len());
+      let (key, name) = match local {
+        Some(l) => (normalize(&l.path), Some(l.name.clone())),
+        None => (top_directory(&abs), None),
+      };
+      let at = match groups.iter().position(|(k, _)| same(k, &key)) {
+        Some(i) => i,
+        None => {
+          let root = AssetRoot {
+            root: PathBuf::new(),
+            location_name: name,
+            inputs: BTreeSet::new(),
+            outputs: BTreeSet::new(),
+            references: BTreeSet::new(),
+          };
+          groups.push((key, root));
+          groups.len() - 1
+        }
+      };
+      field(&mut groups[at].1).insert(abs);
+    }
+  }
+  let mut roots: Vec<AssetRoot> = groups
+    .into_iter()
+    .map(|(_, mut g)| {
+      let all: Vec<&PathBuf> = g.inputs.iter().chain(&g.outputs).chain(&g.references).collect();
+      let common = common_path(&all);
+      g.root = match common.is_file() {
+        true => common.parent().map(Path::to_path_buf).unwrap_or(common),
+        false => common,
+      };
+      g
+    })
+    .collect();
+  roots.sort_by(|a, b| a.root.cmp(&b.root));
+  Ok(roots)
+}
+
+/// `..` and `.` removed without touching the file system (Python's `os.path.normpath` on an absolute path).
+pub fn normalize(path: &Path) -> PathBuf {
+  let mut out = PathBuf::new();
+  for c in path.components() {
+    match c {
+      Component::CurDir => {}
+      Component::ParentDir => {
+        // Never above the root.
+        if matches!(out.components().next_back(), Some(Component::Normal(_))) {
+          out.pop();
+        }
+      }
+      c => out.push(c.as_os_str()),
+    }
+  }
+  out
+}
+
+/// Whether `path` is `base` or below it, component by component (without case on Windows).
+fn is_under(path: &Path, base: &Path) -> bool {
+  let base = normalize(base);
+  let (mut p, mut b) = (path.components(), base.components());
+  loop {
+    match (b.next(), p.next()) {
+      (None, _) => return true,
+      (Some(x), Some(y)) if same(Path::new(x.as_os_str()), Path::new(y.as_os_str())) => {}
+      _ => return false,
+    }
+  }
+}
+
+/// The first component with its root: `/` on Unix, `C:\` or `\\server\share\` on Windows.
+fn top_directory(path: &Path) -> PathBuf {
+  let mut top = PathBuf::new();
+  for c in path.components() {
+    match c {
+      Component::Prefix(_) | Component::RootDir => top.push(c.as_os_str()),
+      _ => break,
+    }
+  }
+  top
+}
+
+/// The longest common leading path of absolute paths (component by component).
+fn common_path(paths: &[&PathBuf]) -> PathBuf {
+  let mut common: Vec<Component> = match paths.first() {
+    Some(p) => p.components().collect(),
+    None => return PathBuf::new(),
+  };
+  for p in &paths[1..] {
+    let n = common
+      .iter()
+      .zip(p.components())
+      .take_while(|(a, b)| same(Path::new(a.as_os_str()), Path::new(b.as_os_str())))
+      .count();
+    common.truncate(n);
+  }
+  common.iter().map(|c| c.as_os_str()).collect()
+}
+
+/// Paths compared as the OS does: exactly on Unix, without case on Windows.
+fn same(a: &Path, b: &Path) -> bool {
+  #[cfg(windows)]
+  {
+    a.as_os_str().to_string_lossy().to_lowercase() == b.as_os_str().to_string_lossy().to_lowercase()
+  }
+  #[cfg(not(windows))]
+  {
+    a == b
+  }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+  use super::*;
+
+  fn tree(files: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for f in files {
+      let p = dir.path().join(f);
+      std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+      std::fs::write(p, f).unwrap();
+    }
+    dir
+  }
+
+  fn set(base: &Path, paths: &[&str]) -> BTreeSet<PathBuf> {
+    paths.iter().map(|p| base.join(p)).collect()
+  }
+
+  #[test]
+  fn paths_outside_any_location_share_one_root_their_common_path() {
+    let dir = tree(&["job/scene.blend", "job/tex/a.png", "lib/b.png"]);
+    let d = dir.path();
+    let roots = group(
+      &[
+        d.join("job/scene.blend"),
+        d.join("job/tex/../tex/a.png"),
+        d.join("lib/./b.png"),
+      ],
+      &[d.join("job/out")],
+      &[],
+      &[],
+    )
+    .unwrap();
+    assert_eq!(roots.len(), 1);
+    assert_eq!(roots[0].root, d);
+    assert_eq!(
+      roots[0].inputs,
+      set(d, &["job/scene.blend", "job/tex/a.png", "lib/b.png"])
+    );
+    assert_eq!(roots[0].outputs, set(d, &["job/out"]));
+    assert_eq!(roots[0].location_name, None);
+  }
+
+  #[test]
+  fn a_single_file_is_rooted_at_its_directory() {
+    let dir = tree(&["job/scene.blend"]);
+    let roots = group(&[dir.path().join("job/scene.blend")], &[], &[], &[]).unwrap();
+    assert_eq!(roots[0].root, dir.path().join("job"));
+  }
+
+  #[test]
+  fn shared_locations_are_left_out_and_local_ones_are_their_own_roots() {
+    let dir = tree(&[
+      "proj/a/scene.blend",
+      "proj/a/tex/t.png",
+      "proj/b/x.png",
+      "nas/lib.png",
+      "home/h.txt",
+    ]);
+    let d = dir.path();
+    let locations = [
+      Location {
+        name: "Project".into(),
+        path: d.join("proj"),
+        kind: LocationKind::Local,
+      },
+      Location {
+        name: "ProjectA".into(),
+        path: d.join("proj/a"),
+        kind: LocationKind::Local,
+      },
+      Location {
+        name: "Library".into(),
+        path: d.join("nas"),
+        kind: LocationKind::Shared,
+      },
+    ];
+    let inputs: Vec<PathBuf> = [
+      "proj/a/scene.blend",
+      "proj/a/tex/t.png",
+      "proj/b/x.png",
+      "nas/lib.png",
+      "home/h.txt",
+    ]
+    .iter()
+    .map(|p| d.join(p))
+    .collect();
+    let roots = group(&inputs, &[d.join("proj/a/renders")], &[], &locations).unwrap();
+    let summary: Vec<(PathBuf, Option<String>, usize, usize)> = roots
+      .iter()
+      .map(|r| (r.root.clone(), r.location_name.clone(), r.inputs.len(), r.outputs.len()))
+      .collect();
+    assert_eq!(
+      summary,
+      [
+        // The most specific LOCAL location wins; the root is the common path of what is in it.
+        (d.join("home"), None, 1, 0),
+        (d.join("proj/a"), Some("ProjectA".into()), 2, 1),
+        (d.join("proj/b"), Some("Project".into()), 1, 0),
+      ]
+    );
+  }
+
+  #[test]
+  fn missing_inputs_and_directories_given_as_files_are_reported_together() {
+    let dir = tree(&["job/scene.blend"]);
+    let d = dir.path();
+    let err = group(
+      &[
+        d.join("job/scene.blend"),
+        d.join("job/gone.png"),
+        d.join("job"),
+        d.join("a/../nope"),
+      ],
+      &[],
+      &[],
+      &[],
+    )
+    .unwrap_err();
+    match &err {
+      Error::MisconfiguredInputs { missing, directories } => {
+        assert_eq!(missing, &[d.join("job/gone.png"), d.join("nope")]);
+        assert_eq!(directories, &[d.join("job")]);
+      }
+      other => panic!("{other:?}"),
+    }
+    assert_eq!(err.code(), "ERR_MISCONFIGURED_INPUTS");
+    let text = err.to_string();
+    assert!(
+      text.contains("Missing input files:") && text.contains("Directories classified as files:"),
+      "{text}"
+    );
+  }
+
+  #[test]
+  fn manifest_names_hash_the_location_name_and_the_root_as_deadline_does() {
+    let root = |name: Option<&str>| AssetRoot {
+      root: PathBuf::from("/mnt/projects/job"),
+      location_name: name.map(str::to_owned),
+      inputs: BTreeSet::new(),
+      outputs: BTreeSet::new(),
+      references: BTreeSet::new(),
+    };
+    // The bytes Deadline hashes: f"{file_system_location_name or ''}{str(source_root)}".
+    assert_eq!(
+      root(None).manifest_name(),
+      format!("{}_input", super::super::manifest::hash_bytes(b"/mnt/projects/job"))
+    );
+    assert_eq!(
+      root(Some("Projects")).manifest_name(),
+      format!(
+        "{}_input",
+        super::super::manifest::hash_bytes(b"Projects/mnt/projects/job")
+      )
+    );
+  }
+
+  #[test]
+  fn normalising_never_climbs_above_the_root() {
+    assert_eq!(normalize(Path::new("/a/./b/../../../c")), PathBuf::from("/c"));
+    assert_eq!(normalize(Path::new("/a/b/")), PathBuf::from("/a/b"));
+    assert!(is_under(Path::new("/a/b/c"), Path::new("/a/b")));
+    assert!(is_under(Path::new("/a/b"), Path::new("/a/b/")));
+    assert!(!is_under(Path::new("/a/bc"), Path::new("/a/b")));
+    assert_eq!(top_directory(Path::new("/a/b")), PathBuf::from("/"));
+  }
+}
