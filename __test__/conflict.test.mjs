@@ -63,7 +63,7 @@ test('error rejects with ERR_DESTINATION_EXISTS naming the path, and leaves the 
   )
   assert.equal(read(out, 'scene.blend'), 'old scene')
   assert.deepEqual(allFiles(out).filter((f) => f.includes('s3ferry-part')), [])
-  // An unknown policy is refused before anything is fetched or written.
+  // An unknown policy is refused, and nothing on disk changes.
   const before = allFiles(out).sort()
   await assert.rejects(client.download({ bucket, keyPrefix: 'j/', localDir: out, conflict: 'sometimes' }), (e) => e.code === 'ERR_INVALID_ARG_TYPE')
   assert.deepEqual(allFiles(out).sort(), before)

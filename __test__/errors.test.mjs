@@ -381,7 +381,8 @@ test('no credentials anywhere: ERR_CREDENTIALS naming every provider tried, in t
     c.upload({ bucket: 'b', localDir: ${JSON.stringify(dir)} })
       .then(() => console.log('resolved'), (e) => console.log(JSON.stringify({ code: e.code, message: e.message })))`
   // A clean environment: no AWS_* variables, a HOME without ~/.aws. Instance metadata is switched off the
-  // documented way: some networks answer 169.254.169.254 with a refusal, which ends the chain there.
+  // documented way: some networks (this machine's) answer 169.254.169.254 with an HTTP error, and a provider that
+  // is there and fails ends the chain, as in the SDK.
   const env = { ...buildEnv(), PATH: process.env.PATH, HOME: dir, AWS_EC2_METADATA_DISABLED: 'true' }
   const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', env, timeout: 60_000 })
   assert.equal(r.status, 0, r.stderr)

@@ -2,9 +2,11 @@
 //! them (`S3AssetManager._get_asset_groups` in `deadline.job_attachments.upload`), one manifest per group.
 //!
 //! - Every path is made absolute and normalised lexically (`..` and `.` removed, symlinks not followed), as
-//!   Python's `os.path.normpath(Path(p).absolute())`.
-//! - An input that does not exist, or is a directory, is an error; all of them are reported together, before any
-//!   work, as `MisconfiguredInputs`.
+//!   Python's `os.path.normpath(Path(p).absolute())` (on Windows `std::path::absolute`, which is
+//!   `GetFullPathNameW`, as `ntpath.abspath`).
+//! - An input that is a directory is an error; so is one that does not exist when `require_exist` (Deadline's
+//!   `require_paths_exist`), else it becomes a reference. All of them are reported together, before any work, as
+//!   `MisconfiguredInputs`.
 //! - A path under a SHARED file-system location of the storage profile is left out: the workers see it already.
 //! - A path under a LOCAL location belongs to that location's group (the most specific one when they nest),
 //!   which carries the location's name; any other path belongs to the group of its top directory (`/` on Unix,
@@ -70,46 +72,38 @@ pub fn group(
   outputs: &[PathBuf],
   references: &[PathBuf],
   locations: &[Location],
+  require_exist: bool,
 ) -> Result<Vec<AssetRoot>> {
-  let cwd = std::env::current_dir().map_err(|e| Error::io("getcwd", ".", e))?;
-  let absolute = |p: &PathBuf| normalize(&cwd.join(p));
   let (mut missing, mut directories) = (Vec::new(), Vec::new());
   let mut files = Vec::new();
-  for p in inputs.iter().filter(|p| !p.as_os_str().is_empty()) {
-    let abs = absolute(p);
+  let mut references: Vec<PathBuf> = given(references).map(absolute).collect::<Result<_>>()?;
+  for p in given(inputs) {
+    let abs = absolute(p)?;
     match std::fs::metadata(&abs) {
-      Err(_) => missing.push(abs),
+      Err(_) if require_exist => missing.push(abs),
+      Err(_) => {
+        tracing::warn!(target: "s3_ferry::transfer", path = %abs.display(), "an input does not exist: taken as a reference");
+        references.push(abs);
+      }
       Ok(m) if m.is_dir() => directories.push(abs),
       Ok(_) => files.push(abs),
     }
   }
   if !missing.is_empty() || !directories.is_empty() {
-    missing.sort();
-    missing.dedup();
-    directories.sort();
-    directories.dedup();
+    for list in [&mut missing, &mut directories] {
+      // As Python sorts `str(path)`.
+      list.sort_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
+      list.dedup();
+    }
     return Err(Error::MisconfiguredInputs { missing, directories });
   }
 
   let mut groups: Vec<(PathBuf, AssetRoot)> = Vec::new();
+  let outputs = given(outputs).map(absolute).collect::<Result<_>>()?;
   let kinds: [(Vec<PathBuf>, PathsOf); 3] = [
     (files, |g| &mut g.inputs),
-    (
-      outputs
-        .iter()
-        .filter(|p| !p.as_os_str().is_empty())
-        .map(absolute)
-        .collect(),
-      |g| &mut g.outputs,
-    ),
-    (
-      references
-        .iter()
-        .filter(|p| !p.as_os_str().is_empty())
-        .map(absolute)
-        .collect(),
-      |g| &mut g.references,
-    ),
+    (outputs, |g| &mut g.outputs),
+    (references, |g| &mut g.references),
   ];
   for (paths, field) in kinds {
     for abs in paths {
@@ -119,11 +113,14 @@ pub fn group(
       if shared {
         continue;
       }
-      // The most specific LOCAL location, else the top directory.
+      // The most specific LOCAL location (the first of equals, as Deadline), else the top directory.
       let local = locations
         .iter()
         .filter(|l| l.kind == LocationKind::Local && is_under(&abs, &l.path))
-        .max_by_key(|l| l.path.as_os_str().len());
+        .fold(None::<&Location>, |best, l| match best {
+          Some(b) if b.path.as_os_str().len() >= l.path.as_os_str().len() => Some(b),
+          _ => Some(l),
+        });
       let (key, name) = match local {
         Some(l) => (normalize(&l.path), Some(l.name.clone())),
         None => (top_directory(&abs), None),
@@ -161,8 +158,20 @@ pub fn group(
   Ok(roots)
 }
 
-/// `..` and `.` removed without touching the file system (Python's `os.path.normpath` on an absolute path).
-pub fn normalize(path: &Path) -> PathBuf {
+/// The non-empty paths of a list (Deadline drops empty strings).
+fn given(paths: &[PathBuf]) -> impl Iterator<Item = &PathBuf> {
+  paths.iter().filter(|p| !p.as_os_str().is_empty())
+}
+
+/// Absolute and normalised, without following symlinks.
+fn absolute(path: &PathBuf) -> Result<PathBuf> {
+  let abs = std::path::absolute(path).map_err(|e| Error::io("resolve", path, e))?;
+  // Windows' `absolute` has normalised already (and `..` is literal in a verbatim path); on Unix it has not.
+  Ok(if cfg!(windows) { abs } else { normalize(&abs) })
+}
+
+/// `..` and `.` removed without touching the file system (Python's `os.path.normpath`), for absolute paths.
+fn normalize(path: &Path) -> PathBuf {
   let mut out = PathBuf::new();
   for c in path.components() {
     match c {
@@ -179,8 +188,12 @@ pub fn normalize(path: &Path) -> PathBuf {
   out
 }
 
-/// Whether `path` is `base` or below it, component by component (without case on Windows).
+/// Whether `path` is `base` or below it, component by component (without case on Windows). A relative `base`
+/// (an empty or `.` location in a profile) contains nothing, as Python's `relative_to` would refuse it.
 fn is_under(path: &Path, base: &Path) -> bool {
+  if !base.is_absolute() {
+    return false;
+  }
   let base = normalize(base);
   let (mut p, mut b) = (path.components(), base.components());
   loop {
@@ -221,11 +234,13 @@ fn common_path(paths: &[&PathBuf]) -> PathBuf {
   common.iter().map(|c| c.as_os_str()).collect()
 }
 
-/// Paths compared as the OS does: exactly on Unix, without case on Windows.
+/// Paths compared as the OS does: exactly on Unix; on Windows without case and with either separator
+/// (`ntpath.normcase`).
 fn same(a: &Path, b: &Path) -> bool {
   #[cfg(windows)]
   {
-    a.as_os_str().to_string_lossy().to_lowercase() == b.as_os_str().to_string_lossy().to_lowercase()
+    let fold = |p: &Path| p.as_os_str().to_string_lossy().replace('/', "\\").to_lowercase();
+    fold(a) == fold(b)
   }
   #[cfg(not(windows))]
   {
@@ -264,6 +279,7 @@ mod tests {
       &[d.join("job/out")],
       &[],
       &[],
+      true,
     )
     .unwrap();
     assert_eq!(roots.len(), 1);
@@ -279,7 +295,7 @@ mod tests {
   #[test]
   fn a_single_file_is_rooted_at_its_directory() {
     let dir = tree(&["job/scene.blend"]);
-    let roots = group(&[dir.path().join("job/scene.blend")], &[], &[], &[]).unwrap();
+    let roots = group(&[dir.path().join("job/scene.blend")], &[], &[], &[], true).unwrap();
     assert_eq!(roots[0].root, dir.path().join("job"));
   }
 
@@ -320,7 +336,7 @@ mod tests {
     .iter()
     .map(|p| d.join(p))
     .collect();
-    let roots = group(&inputs, &[d.join("proj/a/renders")], &[], &locations).unwrap();
+    let roots = group(&inputs, &[d.join("proj/a/renders")], &[], &locations, true).unwrap();
     let summary: Vec<(PathBuf, Option<String>, usize, usize)> = roots
       .iter()
       .map(|r| (r.root.clone(), r.location_name.clone(), r.inputs.len(), r.outputs.len()))
@@ -350,6 +366,7 @@ mod tests {
       &[],
       &[],
       &[],
+      true,
     )
     .unwrap_err();
     match &err {
@@ -388,6 +405,47 @@ mod tests {
         super::super::manifest::hash_bytes(b"Projects/mnt/projects/job")
       )
     );
+  }
+
+  #[test]
+  fn without_require_exist_a_missing_input_is_a_reference_and_directories_still_fail() {
+    let dir = tree(&["job/scene.blend"]);
+    let d = dir.path();
+    let roots = group(
+      &[d.join("job/scene.blend"), d.join("job/gone.png")],
+      &[],
+      &[],
+      &[],
+      false,
+    )
+    .unwrap();
+    assert_eq!(roots[0].inputs, set(d, &["job/scene.blend"]));
+    assert_eq!(roots[0].references, set(d, &["job/gone.png"]));
+    assert_eq!(roots[0].root, d.join("job"));
+    let err = group(&[d.join("job")], &[], &[], &[], false).unwrap_err();
+    assert!(
+      matches!(err, Error::MisconfiguredInputs { ref missing, ref directories } if missing.is_empty() && directories == &[d.join("job")])
+    );
+  }
+
+  #[test]
+  fn an_empty_or_relative_location_contains_nothing_and_equal_locations_keep_the_first() {
+    let dir = tree(&["job/scene.blend"]);
+    let d = dir.path();
+    let loc = |name: &str, path: PathBuf, kind| Location {
+      name: name.into(),
+      path,
+      kind,
+    };
+    let locations = [
+      loc("Everything?", PathBuf::new(), LocationKind::Shared),
+      loc("Dot", PathBuf::from("."), LocationKind::Shared),
+      loc("First", d.join("job"), LocationKind::Local),
+      loc("Second", d.join("job"), LocationKind::Local),
+    ];
+    let roots = group(&[d.join("job/scene.blend")], &[], &[], &locations, true).unwrap();
+    assert_eq!(roots.len(), 1, "not dropped by the empty or relative SHARED location");
+    assert_eq!(roots[0].location_name.as_deref(), Some("First"));
   }
 
   #[test]

@@ -162,7 +162,7 @@ pub enum Error {
   /// A job's inputs that cannot be submitted, all of them: files that do not exist, and directories given as
   /// files. Raised before anything is hashed or sent.
   #[error(
-    "job submission contains missing input files or directories specified as files; all inputs must exist and be \
+    "Job submission contains missing input files or directories specified as files. All inputs must exist and be \
      classified properly.{}{}",
     list("Missing input files", missing),
     list("Directories classified as files", directories)
