@@ -4,21 +4,13 @@
 import assert from 'node:assert/strict'
 import { spawn, spawnSync } from 'node:child_process'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
-import net from 'node:net'
 import path from 'node:path'
 import { test } from 'node:test'
 import { fileURLToPath } from 'node:url'
+import { freePorts } from '../scripts/s3-server.mjs'
 import { tempDir } from './helpers.mjs'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
-
-async function freePort() {
-  const srv = net.createServer()
-  await new Promise((r) => srv.listen(0, '127.0.0.1', r))
-  const { port } = srv.address()
-  await new Promise((r) => srv.close(r))
-  return port
-}
 
 /** Starts `npm run s3-server` (the script it runs) and resolves with its --json settings line and the child. */
 function startServer(args) {
@@ -46,7 +38,7 @@ function readmeCommands() {
 }
 
 test('npm run s3-server -- --bucket jobs, then the README commands: upload, download, mb; data kept after Ctrl-C', { skip: process.platform === 'win32' && 'POSIX shell' }, async (t) => {
-  const port = await freePort()
+  const [port] = await freePorts(1)
   const data = tempDir('s3-server')
   const [start, commands] = readmeCommands()
   assert.match(start, /npm run s3-server -- --bucket jobs/)

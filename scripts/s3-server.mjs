@@ -83,7 +83,7 @@ export function ensureSeaweed() {
 }
 
 /** `count` distinct free TCP ports on 127.0.0.1. */
-async function freePorts(count) {
+export async function freePorts(count) {
   const servers = []
   const ports = []
   while (ports.length < count) {

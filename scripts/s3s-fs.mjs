@@ -11,6 +11,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
+import { freePorts } from './s3-server.mjs'
 import { ROOT, ensureDebianPackages } from './setup.mjs'
 
 /** The version the benchmark uploads to. */
@@ -64,14 +65,6 @@ export function ensureS3sFs(version = BENCH_VERSION) {
   return bin
 }
 
-async function freePort() {
-  const srv = net.createServer()
-  await new Promise((r) => srv.listen(0, '127.0.0.1', r))
-  const { port } = srv.address()
-  await new Promise((r) => srv.close(r))
-  return port
-}
-
 /** Starts s3s-fs `version` on loopback with bucket `bucket`, storing under `parent`; returns { endpoint, region,
  * credentials, pid, root, clear(prefix), stop() }. */
 export async function startS3sFs(bucket, parent = os.tmpdir(), version = BENCH_VERSION) {
@@ -79,7 +72,7 @@ export async function startS3sFs(bucket, parent = os.tmpdir(), version = BENCH_V
   const root = mkdtempSync(path.join(parent, 's3-ferry-s3sfs-'))
   mkdirSync(path.join(root, bucket))
   const credentials = { accessKeyId: 'bench' + randomBytes(4).toString('hex'), secretAccessKey: randomBytes(16).toString('hex') }
-  const port = await freePort()
+  const [port] = await freePorts(1)
   // Its own errors go to our stderr; its request log (stdout) is not wanted.
   const child = spawn(bin, ['--host', '127.0.0.1', '--port', String(port), '--access-key', credentials.accessKeyId, '--secret-key', credentials.secretAccessKey, root], {
     stdio: ['ignore', 'ignore', 'inherit'],
