@@ -50,6 +50,15 @@ export declare class TransferClient {
    */
   uploadContentAddressed(request: ContentAddressedUploadRequest): Promise<ContentAddressedUploadResult>
   /**
+   * Job attachments: submits a job's files as Deadline Cloud's client does. Groups the inputs, outputs and
+   * referenced paths into asset roots (the storage profile's SHARED locations left out, its LOCAL ones roots of
+   * their own), stores every content once as `uploadContentAddressed` does, writes one input manifest per root
+   * under `{rootPrefix}/Manifests/{farmId}/{queueId}/Inputs/{guid}/`, and resolves with the `attachments` object
+   * for CreateJob. Missing inputs and directories given as files reject together (`ERR_MISCONFIGURED_INPUTS`,
+   * with `missing`, `missingDirectories` and `directories`) before anything is hashed or sent.
+   */
+  submitJobAttachments(request: JobAttachmentsRequest): Promise<JobAttachmentsResult>
+  /**
    * Creates a bucket in the client's region (the location constraint S3 needs outside `us-east-1` is sent for
    * AWS). One that exists and is yours resolves with `created: false`; one that is another account's rejects
    * with `BucketAlreadyExists`.
@@ -328,6 +337,19 @@ export interface FileFailure {
   uploadId?: string
 }
 
+/** A file-system location of a storage profile. */
+export interface FileSystemLocation {
+  /** Its name, which ties the asset root to the worker's own path for it. */
+  name: string
+  /** Its path on this machine. */
+  path: string
+  /** `LOCAL` or `SHARED`. */
+  type: FileSystemLocationType
+}
+
+/** A file-system location's type in a storage profile. */
+export type FileSystemLocationType = 'LOCAL' | 'SHARED'
+
 /**
  * One rule of an ordered filter, as the AWS CLI's `--include` / `--exclude` in command-line order: exactly one
  * of the two. The last rule that matches a path decides; a path no rule matches is taken.
@@ -351,6 +373,107 @@ export interface FilterSets {
   include?: Array<string>
   /** Never files matching one of these. */
   exclude?: Array<string>
+}
+
+/** An input manifest written by `submitJobAttachments`. */
+export interface InputManifest {
+  /** The asset root it describes. */
+  rootPath: string
+  /** Its full key: `{rootPrefix}/Manifests/{inputManifestPath}`. */
+  key: string
+  /** Its JSON (format `2023-03-03`, paths relative to `rootPath`). */
+  manifest: string
+}
+
+/** CreateJob's `attachments`. */
+export interface JobAttachments {
+  /** One per asset root, sorted by `rootPath`. */
+  manifests: Array<ManifestProperties>
+  /** How the workers load them. */
+  fileSystem: 'COPIED' | 'VIRTUAL'
+}
+
+/** How a job's workers load its attachments. */
+export type JobAttachmentsFileSystem = 'COPIED' | 'VIRTUAL'
+
+/**
+ * What `submitJobAttachments` submits: a job's input files and directories, its output directories and the paths
+ * it refers to, for a farm's queue.
+ */
+export interface JobAttachmentsRequest {
+  /** The queue's job-attachments bucket (`jobAttachmentSettings.s3BucketName`). */
+  bucket: string
+  /** The queue's job-attachments root prefix (`jobAttachmentSettings.rootPrefix`). */
+  rootPrefix: string
+  /** The farm's id. */
+  farmId: string
+  /** The queue's id. */
+  queueId: string
+  /** Input files (absolute, or relative to the working directory). */
+  inputFiles?: Array<string>
+  /**
+   * Input directories: every file under each (symlinks followed, loops skipped) that `filter` takes. An empty one
+   * becomes a referenced path, as Deadline makes it.
+   */
+  inputDirectories?: Array<string>
+  /** Directories the job writes its outputs to. */
+  outputDirectories?: Array<string>
+  /** Paths the job names without uploading them. */
+  referencedPaths?: Array<string>
+  /**
+   * The queue's storage profile for this machine: files under a SHARED location are left out, those under a
+   * LOCAL location go under that location's asset root.
+   */
+  storageProfile?: StorageProfile
+  /**
+   * A missing input file or directory rejects the call (`ERR_MISCONFIGURED_INPUTS`). Default `false`: it becomes a
+   * referenced path, as Deadline's default.
+   */
+  requirePathsExist?: boolean
+  /**
+   * Which files of `inputDirectories` go, by their paths relative to the directory given (see `FilterSets`,
+   * `FilterRule`). Input files are not filtered.
+   */
+  filter?: FilterSets | Array<FilterRule>
+  /** How the workers load the attachments. Default `COPIED`. */
+  fileSystem?: JobAttachmentsFileSystem
+  /**
+   * As for `upload`: a failed (not cancelled) multipart upload stays on the server for the next call to
+   * resume. Default `false`.
+   */
+  resumable?: boolean
+  /**
+   * Cancels the call (hashing included): the promise rejects with an `AbortError`, multipart uploads are
+   * aborted.
+   */
+  signal?: AbortSignal
+  /** Progress events, with `phase` `hashing`, `checking`, then `uploading`. */
+  onProgress?: (progress: TransferProgress) => void
+  /** At most one progress event per this many milliseconds. Default 100. */
+  progressIntervalMs?: number
+  /** This request's own bandwidth cap in bytes per second, instead of the client's. */
+  maxBandwidth?: number
+  /** The AWS account id (12 digits) that must own the bucket (`x-amz-expected-bucket-owner` on every request). */
+  expectedBucketOwner?: string
+}
+
+/** What `submitJobAttachments` resolves to. */
+export interface JobAttachmentsResult {
+  /** Give this to CreateJob as `attachments`. */
+  attachments: JobAttachments
+  /** The input manifests written, one per root with inputs. */
+  inputManifests: Array<InputManifest>
+  /**
+   * Contents uploaded (`files`, `bytes`), files skipped because S3 had their content or another file of the
+   * job has it (`skippedFiles`, `skippedBytes`), files hashed, time.
+   */
+  summary: TransferSummary
+  /** Files whose hash came from the cache (not read). */
+  cachedHashes: number
+  /** Contents known to be in S3 from the cache (no request sent). */
+  cachedKeys: number
+  /** HeadObject requests sent to learn which contents S3 has. */
+  checkedKeys: number
 }
 
 /** What `downloadManifest` downloads: the files of a manifest, into `localDir`. */
@@ -384,6 +507,28 @@ export interface ManifestDownloadRequest {
    * receiving the data.
    */
   expectedBucketOwner?: string
+}
+
+/**
+ * One asset root of a job (CreateJob's `attachments.manifests[i]`), as Deadline's client writes it: optional
+ * fields are absent, not empty.
+ */
+export interface ManifestProperties {
+  /** The root's path on this machine. */
+  rootPath: string
+  /** This machine's path format. */
+  rootPathFormat: 'posix' | 'windows'
+  /** The storage profile's LOCAL location the root is. */
+  fileSystemLocationName?: string
+  /**
+   * The input manifest's key below `{rootPrefix}/Manifests/`: `{farmId}/{queueId}/Inputs/{guid}/{name}`. Absent
+   * for a root without inputs.
+   */
+  inputManifestPath?: string
+  /** xxh128 of the input manifest's bytes. */
+  inputManifestHash?: string
+  /** The output directories, relative to `rootPath` (`.` for the root itself). */
+  outputRelativeDirectories?: Array<string>
 }
 
 /** One file of a dry run. */
@@ -438,6 +583,21 @@ export interface ResolvedSettings {
    * file, else half the cores, 2 to 8).
    */
   threads: number
+}
+
+/**
+ * The queue's storage profile for this machine, as Deadline's GetStorageProfileForQueue returns it (pass the
+ * response as it is; only `fileSystemLocations` is read).
+ */
+export interface StorageProfile {
+  /** The locations whose paths this machine and the workers know by name. */
+  fileSystemLocations?: Array<FileSystemLocation>
+  /** Not read. */
+  storageProfileId?: string
+  /** Not read. */
+  displayName?: string
+  /** Not read. */
+  osFamily?: string
 }
 
 /** A progress event. */

@@ -153,6 +153,8 @@ const FIELDS = {
   DownloadRequest: [...CALL, 'objects', 'localDir', 'keyPrefix', 'conflict', 'filter', 'skipUnchanged', 'dryRun', 'continueOnError', 'sseCustomerKey'],
   ContentAddressedUploadRequest: [...CALL, 'rootPrefix', 'localDir', 'files', 'manifestKey', 'resumable'],
   ManifestDownloadRequest: [...CALL, 'rootPrefix', 'manifest', 'manifestKey', 'localDir', 'conflict'],
+  JobAttachmentsRequest: [...CALL, 'rootPrefix', 'farmId', 'queueId', 'inputFiles', 'inputDirectories', 'outputDirectories',
+    'referencedPaths', 'storageProfile', 'requirePathsExist', 'filter', 'fileSystem', 'resumable'],
   CreateBucketRequest: ['bucket', 'signal'],
   FilterSets: ['include', 'exclude'],
   FilterRule: ['include', 'exclude'],
@@ -202,10 +204,17 @@ function badFilter(filter) {
   return null
 }
 
-/** ERR_INVALID_ARG_TYPE for a `files` / `objects` entry of the wrong type (null, a hole in a sparse array). */
+// Lists of path strings, by request kind.
+const PATH_LISTS = {
+  ContentAddressedUploadRequest: ['files'],
+  JobAttachmentsRequest: ['inputFiles', 'inputDirectories', 'outputDirectories', 'referencedPaths'],
+}
+
+/** ERR_INVALID_ARG_TYPE for a list entry of the wrong type (null, a hole in a sparse array). */
 function badEntry(request, kinds) {
-  const strings = kinds.includes('ContentAddressedUploadRequest')
-  for (const field of ['files', 'objects']) {
+  const pathLists = kinds.flatMap((k) => PATH_LISTS[k] ?? [])
+  for (const field of pathLists.length > 0 ? pathLists : ['files', 'objects']) {
+    const strings = pathLists.includes(field)
     const list = request[field]
     if (!Array.isArray(list)) continue
     for (let i = 0; i < list.length; i++) {
@@ -367,6 +376,10 @@ class TransferClient extends native.TransferClient {
 
   downloadManifest(request) {
     return run((r) => super.downloadManifest(r), request, ['ManifestDownloadRequest'], CREDENTIALS.get(this))
+  }
+
+  submitJobAttachments(request) {
+    return run((r) => super.submitJobAttachments(r), request, ['JobAttachmentsRequest'], CREDENTIALS.get(this))
   }
 
   createBucket(request) {

@@ -840,4 +840,6 @@ module.exports.ChecksumAlgorithmName = nativeBinding.ChecksumAlgorithmName
 module.exports.ChecksumPolicy = nativeBinding.ChecksumPolicy
 module.exports.ConflictPolicy = nativeBinding.ConflictPolicy
 module.exports.download = nativeBinding.download
+module.exports.FileSystemLocationType = nativeBinding.FileSystemLocationType
+module.exports.JobAttachmentsFileSystem = nativeBinding.JobAttachmentsFileSystem
 module.exports.upload = nativeBinding.upload

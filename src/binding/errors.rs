@@ -71,6 +71,12 @@ fn build<'env>(env: &'env Env, e: &Error) -> Result<Object<'env>> {
       .collect();
     obj.set("failures", failures)?;
   }
+  if let Some(lists) = e.misconfigured_inputs() {
+    for (name, paths) in ["missing", "missingDirectories", "directories"].into_iter().zip(lists) {
+      let paths: Vec<String> = paths.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+      obj.set(name, paths)?;
+    }
+  }
   if let Some(bucket) = e.bucket() {
     obj.set("bucket", bucket)?;
   }

@@ -5,6 +5,7 @@
 #![cfg_attr(test, allow(dead_code))]
 
 mod errors;
+mod job;
 mod options;
 mod runtime;
 
@@ -238,6 +239,24 @@ impl TransferClient {
     let engine = self.engine.clone();
     start(env, request, move |r, control| async move {
       engine.upload_attachments(r, control).await
+    })
+  }
+
+  /// Job attachments: submits a job's files as Deadline Cloud's client does. Groups the inputs, outputs and
+  /// referenced paths into asset roots (the storage profile's SHARED locations left out, its LOCAL ones roots of
+  /// their own), stores every content once as `uploadContentAddressed` does, writes one input manifest per root
+  /// under `{rootPrefix}/Manifests/{farmId}/{queueId}/Inputs/{guid}/`, and resolves with the `attachments` object
+  /// for CreateJob. Missing inputs and directories given as files reject together (`ERR_MISCONFIGURED_INPUTS`,
+  /// with `missing`, `missingDirectories` and `directories`) before anything is hashed or sent.
+  #[napi]
+  pub fn submit_job_attachments<'env>(
+    &self,
+    env: &'env Env,
+    request: job::JobAttachmentsRequest,
+  ) -> Result<PromiseRaw<'env, job::JobAttachmentsResult>> {
+    let engine = self.engine.clone();
+    start(env, request, move |r, control| async move {
+      engine.submit_job_attachments(r, control).await
     })
   }
 

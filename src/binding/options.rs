@@ -136,7 +136,7 @@ pub struct FilterRule {
 /// The `filter` option: sets (`{ include, exclude }`) or ordered rules.
 pub type FilterOption = Either<Vec<FilterRule>, FilterSets>;
 
-fn filter(option: Option<FilterOption>) -> Result<Option<engine::Filter>, Error> {
+pub(super) fn filter(option: Option<FilterOption>) -> Result<Option<engine::Filter>, Error> {
   match option {
     None => Ok(None),
     Some(Either::B(sets)) => {
@@ -692,6 +692,7 @@ macro_rules! call_parts {
     }
   };
 }
+pub(super) use call_parts;
 
 impl CallRequest for UploadRequest {
   type Engine = engine::UploadRequest;
@@ -857,7 +858,11 @@ impl CallRequest for ManifestDownloadRequest {
 }
 
 /// The call's bucket with its expected owner and customer key, both checked.
-fn bucket(name: &str, owner: Option<String>, key: Option<Either<String, Buffer>>) -> Result<engine::Bucket, Error> {
+pub(super) fn bucket(
+  name: &str,
+  owner: Option<String>,
+  key: Option<Either<String, Buffer>>,
+) -> Result<engine::Bucket, Error> {
   const WHAT: &str = "sseCustomerKey";
   let key = match key {
     None => None,

@@ -13,7 +13,7 @@
 //!   the drive or share on Windows; compared without case on Windows).
 //! - A group's root is the common path of everything in it (its parent when that is a single file).
 //!
-//! The manifest of a root is named `{xxh128(location name + root)}_input`, as Deadline names it.
+//! The manifest of a root is named `{xxh128(root)}_input`, as Deadline names it.
 
 use std::collections::BTreeSet;
 use std::path::{Component, Path, PathBuf};
@@ -56,10 +56,11 @@ pub struct AssetRoot {
 }
 
 impl AssetRoot {
-  /// The manifest's file name, as Deadline names it: `{xxh128(location name + root)}_input`.
+  /// The manifest's file name, as Deadline 0.60 names it (`S3AssetUploader._gather_upload_metadata`):
+  /// `{xxh128(str(root))}_input`, the root with this machine's separators; the location name is not part of it.
   pub fn manifest_name(&self) -> String {
-    let named = format!("{}{}", self.location_name.as_deref().unwrap_or(""), self.root.display());
-    format!("{}_input", super::manifest::hash_bytes(named.as_bytes()))
+    let root = self.root.to_string_lossy();
+    format!("{}_input", super::manifest::hash_bytes(root.as_bytes()))
   }
 }
 
@@ -95,7 +96,11 @@ pub fn group(
       list.sort_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
       list.dedup();
     }
-    return Err(Error::MisconfiguredInputs { missing, directories });
+    return Err(Error::MisconfiguredInputs {
+      missing,
+      missing_directories: Vec::new(),
+      directories,
+    });
   }
 
   let mut groups: Vec<(PathBuf, AssetRoot)> = Vec::new();
@@ -154,8 +159,32 @@ pub fn group(
       g
     })
     .collect();
-  roots.sort_by(|a, b| a.root.cmp(&b.root));
+  // As Deadline sorts them: by the root's text (Python compares code points; UTF-8 bytes sort the same), then by
+  // the location's name. Not by components: `/x/a-b` comes before `/x/a/c` there.
+  roots.sort_by(|a, b| {
+    (a.root.as_os_str().as_encoded_bytes(), &a.location_name)
+      .cmp(&(b.root.as_os_str().as_encoded_bytes(), &b.location_name))
+  });
   Ok(roots)
+}
+
+/// `path`'s `/`-separated path below `root` (both absolute, as `group` made them): `None` when it is not below
+/// `root` or is `root` itself. Component by component, so on Windows a path spelled in another case than its
+/// root still is below it.
+pub fn relative_to_root(path: &Path, root: &Path) -> Option<String> {
+  if !is_under(path, root) {
+    return None;
+  }
+  let below: Vec<&std::ffi::OsStr> = path
+    .components()
+    .skip(normalize(root).components().count())
+    .map(|c| match c {
+      Component::Normal(part) => Some(part),
+      _ => None,
+    })
+    .collect::<Option<_>>()?;
+  let parts: Vec<&str> = below.iter().map(|p| p.to_str()).collect::<Option<_>>()?;
+  (!parts.is_empty()).then(|| parts.join("/"))
 }
 
 /// The non-empty paths of a list (Deadline drops empty strings).
@@ -370,7 +399,9 @@ mod tests {
     )
     .unwrap_err();
     match &err {
-      Error::MisconfiguredInputs { missing, directories } => {
+      Error::MisconfiguredInputs {
+        missing, directories, ..
+      } => {
         assert_eq!(missing, &[d.join("job/gone.png"), d.join("nope")]);
         assert_eq!(directories, &[d.join("job")]);
       }
@@ -385,7 +416,7 @@ mod tests {
   }
 
   #[test]
-  fn manifest_names_hash_the_location_name_and_the_root_as_deadline_does() {
+  fn manifest_names_hash_the_root_alone_as_deadline_does() {
     let root = |name: Option<&str>| AssetRoot {
       root: PathBuf::from("/mnt/projects/job"),
       location_name: name.map(str::to_owned),
@@ -393,17 +424,11 @@ mod tests {
       outputs: BTreeSet::new(),
       references: BTreeSet::new(),
     };
-    // The bytes Deadline hashes: f"{file_system_location_name or ''}{str(source_root)}".
-    assert_eq!(
-      root(None).manifest_name(),
-      format!("{}_input", super::super::manifest::hash_bytes(b"/mnt/projects/job"))
-    );
+    // Python: xxhash.xxh3_128_hexdigest(b"/mnt/projects/job"), the bytes `_gather_upload_metadata` hashes.
+    assert_eq!(root(None).manifest_name(), "e04c18959582f3dff2557a252c387ab7_input");
     assert_eq!(
       root(Some("Projects")).manifest_name(),
-      format!(
-        "{}_input",
-        super::super::manifest::hash_bytes(b"Projects/mnt/projects/job")
-      )
+      "e04c18959582f3dff2557a252c387ab7_input"
     );
   }
 
@@ -424,7 +449,7 @@ mod tests {
     assert_eq!(roots[0].root, d.join("job"));
     let err = group(&[d.join("job")], &[], &[], &[], false).unwrap_err();
     assert!(
-      matches!(err, Error::MisconfiguredInputs { ref missing, ref directories } if missing.is_empty() && directories == &[d.join("job")])
+      matches!(err, Error::MisconfiguredInputs { ref missing, ref directories, .. } if missing.is_empty() && directories == &[d.join("job")])
     );
   }
 

@@ -211,20 +211,48 @@ impl Engine {
         request.local_dir.display()
       )));
     }
+    let stored = self
+      .store_contents(
+        &request.bucket,
+        &request.root_prefix,
+        request.resumable,
+        &files,
+        progress,
+        control,
+      )
+      .await?;
+    let entries = manifest_entries(&files, &stored.hashes);
+    let manifest = manifest::encode(&entries);
+    if let Some(key) = &request.manifest_key {
+      self.put_manifest(&request.bucket, key, &manifest, cancel).await?;
+    }
+    Ok(AttachmentUploadOutput {
+      summary: progress.summary(),
+      manifest_hash: manifest::hash_bytes(manifest.as_bytes()),
+      manifest,
+      cached_hashes: stored.cached_hashes,
+      cached_keys: stored.cached_keys,
+      checked_keys: stored.checked_keys,
+    })
+  }
+
+  /// Stores the contents of `files` (planned, with their manifest paths as keys) under `root_prefix`: hashes
+  /// them, asks S3 which contents it lacks, uploads each missing content once. Sets the progress's plan and
+  /// moves it through `hashing`, `checking` and `uploading`.
+  pub(super) async fn store_contents(
+    self: &Arc<Self>,
+    bucket: &Bucket,
+    root_prefix: &str,
+    resumable: bool,
+    files: &[Planned],
+    progress: &Arc<ProgressState>,
+    control: &Control,
+  ) -> Result<Stored> {
+    let cancel = &control.cancel;
     progress.set_planned(files.len() as u64, files.iter().map(|f| f.size).sum());
     let cache = self.cache().await;
 
-    let (hashes, cached_hashes) = self.hash_files(&files, progress, cancel, cache.clone()).await?;
-    let entries: Vec<ManifestEntry> = files
-      .iter()
-      .zip(&hashes)
-      .map(|(f, hash)| ManifestEntry {
-        path: f.key.clone(),
-        hash: hash.clone(),
-        size: f.size,
-        mtime: f.modified.map_or(0, manifest::mtime_micros),
-      })
-      .collect();
+    let (hashes, cached_hashes) = self.hash_files(files, progress, cancel, cache.clone()).await?;
 
     // Each content once: the first file with it is the one sent.
     progress.set_phase(Phase::Checking);
@@ -234,11 +262,8 @@ impl Engine {
     }
     let mut unique: Vec<usize> = first_of.values().copied().collect();
     unique.sort_unstable();
-    let keys: Vec<String> = unique
-      .iter()
-      .map(|&i| data_key(&request.root_prefix, &hashes[i]))
-      .collect();
-    let scope = self.cache_scope(&request.bucket);
+    let keys: Vec<String> = unique.iter().map(|&i| data_key(root_prefix, &hashes[i])).collect();
+    let scope = self.cache_scope(bucket);
     let seen = match &cache {
       Some(c) => cache_op(c, {
         let (scope, keys) = (scope.clone(), keys.clone());
@@ -256,7 +281,7 @@ impl Engine {
     let sample = sample_of(&vouched);
     let sampled = or_cancelled(
       cancel,
-      self.exist(&request.bucket, sample.iter().map(|&k| keys[k].clone()).collect()),
+      self.exist(bucket, sample.iter().map(|&k| keys[k].clone()).collect()),
     )
     .await?;
     let mut known: std::collections::HashMap<usize, bool> = sample.iter().copied().zip(sampled).collect();
@@ -275,7 +300,7 @@ impl Engine {
     let checked_keys = (sample.len() + to_check.len()) as u64;
     let present = or_cancelled(
       cancel,
-      self.exist(&request.bucket, to_check.iter().map(|&k| keys[k].clone()).collect()),
+      self.exist(bucket, to_check.iter().map(|&k| keys[k].clone()).collect()),
     )
     .await?;
     known.extend(to_check.iter().copied().zip(present));
@@ -317,7 +342,7 @@ impl Engine {
       .collect();
     let uploaded_keys: Vec<String> = uploads.iter().map(|p| p.key.clone()).collect();
     let call = Arc::new(Call {
-      bucket: request.bucket.clone(),
+      bucket: bucket.clone(),
       // A content is stored once for every file that has it, under its hash: no name to guess a type from.
       object: Arc::new(ObjectSettings {
         guess_content_type: false,
@@ -326,7 +351,7 @@ impl Engine {
       progress: progress.clone(),
       throttle: self.throttle_for(control),
       cache: cache.clone(),
-      keep_failed_uploads: request.resumable,
+      keep_failed_uploads: resumable,
       keep_going: false,
     });
     let uploaded = Box::pin(self.upload_planned(call, uploads, cancel)).await;
@@ -349,14 +374,8 @@ impl Engine {
       cache_op(c, move |c| c.put_seen(&scope, &uploaded_keys)).await;
     }
 
-    let manifest = manifest::encode(&entries);
-    if let Some(key) = &request.manifest_key {
-      self.put_manifest(&request.bucket, key, &manifest, cancel).await?;
-    }
-    Ok(AttachmentUploadOutput {
-      summary: progress.summary(),
-      manifest_hash: manifest::hash_bytes(manifest.as_bytes()),
-      manifest,
+    Ok(Stored {
+      hashes,
       cached_hashes,
       cached_keys,
       checked_keys,
@@ -575,7 +594,13 @@ impl Engine {
       .map_err(|_| Error::invalid_value(format!("manifest s3://{bucket}/{key} is not UTF-8 text")))
   }
 
-  async fn put_manifest(&self, bucket: &Bucket, key: &str, manifest: &str, cancel: &CancellationToken) -> Result<()> {
+  pub(super) async fn put_manifest(
+    &self,
+    bucket: &Bucket,
+    key: &str,
+    manifest: &str,
+    cancel: &CancellationToken,
+  ) -> Result<()> {
     let s3 = self.s3().await?;
     let body = aws_sdk_s3::primitives::ByteStream::from(manifest.as_bytes().to_vec());
     or_cancelled(cancel, async {
@@ -592,6 +617,28 @@ impl Engine {
     })
     .await
   }
+}
+
+/// What `store_contents` did: each file's hash (in order), and how the cache and S3 were asked.
+pub(super) struct Stored {
+  pub hashes: Vec<String>,
+  pub cached_hashes: u64,
+  pub cached_keys: u64,
+  pub checked_keys: u64,
+}
+
+/// The manifest entries of planned files (keyed by their manifest paths) and their hashes.
+pub(super) fn manifest_entries(files: &[Planned], hashes: &[String]) -> Vec<ManifestEntry> {
+  files
+    .iter()
+    .zip(hashes)
+    .map(|(f, hash)| ManifestEntry {
+      path: f.key.clone(),
+      hash: hash.clone(),
+      size: f.size,
+      mtime: f.modified.map_or(0, manifest::mtime_micros),
+    })
+    .collect()
 }
 
 /// Reads and hashes one file (blocking), checking it did not change meanwhile.

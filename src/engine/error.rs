@@ -159,18 +159,21 @@ pub enum Error {
     source: Box<Error>,
   },
 
-  /// A job's inputs that cannot be submitted, all of them: files that do not exist, and directories given as
-  /// files. Raised before anything is hashed or sent.
+  /// A job's inputs that cannot be submitted, all of them: files that do not exist, input directories that do
+  /// not exist, and directories given as files. Raised before anything is hashed or sent.
   #[error(
     "Job submission contains missing input files or directories specified as files. All inputs must exist and be \
-     classified properly.{}{}",
+     classified properly.{}{}{}",
     list("Missing input files", missing),
+    list("Non-existent directories", missing_directories),
     list("Directories classified as files", directories)
   )]
   MisconfiguredInputs {
-    /// Inputs that do not exist (absolute, sorted).
+    /// Input files that do not exist (absolute, sorted).
     missing: Vec<PathBuf>,
-    /// Inputs that are directories (absolute, sorted).
+    /// Input directories that do not exist (absolute, sorted).
+    missing_directories: Vec<PathBuf>,
+    /// Input files that are directories (absolute, sorted).
     directories: Vec<PathBuf>,
   },
 
@@ -291,6 +294,18 @@ impl Error {
     match self {
       Error::Files { failures, .. } => &failures[0].error,
       e => e,
+    }
+  }
+
+  /// A job submission's misconfigured inputs: (missing files, missing directories, directories given as files).
+  pub fn misconfigured_inputs(&self) -> Option<[&[PathBuf]; 3]> {
+    match self {
+      Error::MisconfiguredInputs {
+        missing,
+        missing_directories,
+        directories,
+      } => Some([missing, missing_directories, directories]),
+      _ => None,
     }
   }
 
