@@ -59,6 +59,15 @@ export declare class TransferClient {
    */
   submitJobAttachments(request: JobAttachmentsRequest): Promise<JobAttachmentsResult>
   /**
+   * Job attachments: brings a job's outputs back (or a step's, a task's), as Deadline Cloud's client does. Lists
+   * the output manifests under `{rootPrefix}/Manifests/{farmId}/{queueId}/{jobId}/`, takes every session action's
+   * of a step without tasks and each task's latest, reads the asset root each was written for from its metadata,
+   * merges each root's manifests oldest first (later outputs win), maps each root to a local directory and
+   * downloads its files there as `downloadManifest` does (checked, never outside it; `conflict` `createCopy` by
+   * default).
+   */
+  downloadJobOutputs(request: JobOutputsRequest): Promise<JobOutputsResult>
+  /**
    * Creates a bucket in the client's region (the location constraint S3 needs outside `us-east-1` is sent for
    * AWS). One that exists and is yours resolves with `created: false`; one that is another account's rejects
    * with `BucketAlreadyExists`.
@@ -476,6 +485,56 @@ export interface JobAttachmentsResult {
   checkedKeys: number
 }
 
+/** What `downloadJobOutputs` brings back: a job's outputs (or a step's, a task's), and where each asset root goes. */
+export interface JobOutputsRequest {
+  /** The queue's job-attachments bucket. */
+  bucket: string
+  /** The queue's job-attachments root prefix. */
+  rootPrefix: string
+  /** The farm's id. */
+  farmId: string
+  /** The queue's id. */
+  queueId: string
+  /** The job's id. */
+  jobId: string
+  /** Only this step's outputs. */
+  stepId?: string
+  /** Only this task's outputs (with `stepId`). */
+  taskId?: string
+  /**
+   * Where a root's files go, by the root's path as recorded (`attachments.manifests[i].rootPath`). A root not
+   * named here goes to the path of the storage profile location it was recorded with, else to its own path when
+   * that is a path of this OS; a root recorded on another OS with neither rejects the call
+   * (`ERR_UNMAPPED_ROOTS`, with `roots`) before any file is written.
+   */
+  rootMap?: Record<string, string>
+  /** This machine's storage profile for the queue (GetStorageProfileForQueue's response as it is). */
+  storageProfile?: StorageProfile
+  /**
+   * What to do with a destination that exists with other content. Default `createCopy`, as Deadline's. One with
+   * the output's content is always skipped.
+   */
+  conflict?: ConflictPolicy
+  /** Cancels the call: the promise rejects with an `AbortError`, temporary files are removed. */
+  signal?: AbortSignal
+  /** Progress events, with `phase` `hashing` (existing files), then `downloading`. */
+  onProgress?: (progress: TransferProgress) => void
+  /** At most one progress event per this many milliseconds. Default 100. */
+  progressIntervalMs?: number
+  /** This request's own bandwidth cap in bytes per second, instead of the client's. */
+  maxBandwidth?: number
+  /** The AWS account id (12 digits) that must own the bucket (`x-amz-expected-bucket-owner` on every request). */
+  expectedBucketOwner?: string
+}
+
+/** What `downloadJobOutputs` resolves to. */
+export interface JobOutputsResult {
+  /** Every root with outputs, sorted by `rootPath`; none when the job has no outputs yet. */
+  roots: Array<OutputRoot>
+  /** Files downloaded, files skipped (already there with the same content), time. */
+  summary: TransferSummary
+}
+
 /** What `downloadManifest` downloads: the files of a manifest, into `localDir`. */
 export interface ManifestDownloadRequest {
   /** Source bucket. */
@@ -529,6 +588,20 @@ export interface ManifestProperties {
   inputManifestHash?: string
   /** The output directories, relative to `rootPath` (`.` for the root itself). */
   outputRelativeDirectories?: Array<string>
+}
+
+/** One asset root of a job's outputs. */
+export interface OutputRoot {
+  /** The root's path as the worker recorded it. */
+  rootPath: string
+  /** The storage profile location it was recorded with. */
+  fileSystemLocationName?: string
+  /** Where its files went. */
+  localRoot: string
+  /** The output manifests merged for it, oldest first (a later task's file replaces an earlier one's). */
+  manifestKeys: Array<string>
+  /** The merged manifest (format `2023-03-03`, paths relative to `localRoot`). */
+  manifest: string
 }
 
 /** One file of a dry run. */

@@ -155,6 +155,7 @@ const FIELDS = {
   ManifestDownloadRequest: [...CALL, 'rootPrefix', 'manifest', 'manifestKey', 'localDir', 'conflict'],
   JobAttachmentsRequest: [...CALL, 'rootPrefix', 'farmId', 'queueId', 'inputFiles', 'inputDirectories', 'outputDirectories',
     'referencedPaths', 'storageProfile', 'requirePathsExist', 'filter', 'fileSystem', 'resumable'],
+  JobOutputsRequest: [...CALL, 'rootPrefix', 'farmId', 'queueId', 'jobId', 'stepId', 'taskId', 'rootMap', 'storageProfile', 'conflict'],
   CreateBucketRequest: ['bucket', 'signal'],
   FilterSets: ['include', 'exclude'],
   FilterRule: ['include', 'exclude'],
@@ -380,6 +381,10 @@ class TransferClient extends native.TransferClient {
 
   submitJobAttachments(request) {
     return run((r) => super.submitJobAttachments(r), request, ['JobAttachmentsRequest'], CREDENTIALS.get(this))
+  }
+
+  downloadJobOutputs(request) {
+    return run((r) => super.downloadJobOutputs(r), request, ['JobOutputsRequest'], CREDENTIALS.get(this))
   }
 
   createBucket(request) {

@@ -5,6 +5,8 @@ environment (AWS_ENDPOINT_URL_S3, AWS_ACCESS_KEY_ID, ...), as boto3 reads them.
 
   {"cmd": "prepare", ...}  what Deadline's submitter makes of a job's paths: its asset roots and their manifests
   {"cmd": "sync", ...}     what Deadline's worker downloads from an `attachments` object (AssetSync.sync_inputs)
+  {"cmd": "outputs", ...}  a session action's outputs written and stored by Deadline's worker (AssetSync.sync_outputs)
+  {"cmd": "download_outputs", ...}  a job's outputs brought back by Deadline's OutputDownloader, into given roots
 """
 
 import json
@@ -20,7 +22,10 @@ import deadline.job_attachments._aws.aws_clients as aws_clients
 aws_clients.get_account_id = lambda session=None: None
 
 from deadline.job_attachments.asset_manifests import HashAlgorithm, hash_data  # noqa: E402
+from deadline.job_attachments._utils import _get_unique_dest_dir_name  # noqa: E402
 from deadline.job_attachments.asset_sync import AssetSync  # noqa: E402
+from deadline.job_attachments.download import OutputDownloader  # noqa: E402
+from deadline.job_attachments.models import FileConflictResolution  # noqa: E402
 from deadline.job_attachments.exceptions import MisconfiguredInputsError  # noqa: E402
 from deadline.job_attachments.models import (  # noqa: E402
     Attachments,
@@ -89,10 +94,7 @@ def prepare(req):
 
 def sync(req):
     settings = JobAttachmentS3Settings(s3BucketName=req["bucket"], rootPrefix=req["rootPrefix"])
-    attachments = Attachments(
-        manifests=[ManifestProperties.from_dict(m) for m in req["attachments"]["manifests"]],
-        fileSystem=req["attachments"]["fileSystem"],
-    )
+    attachments = attachments_of(req)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         summary, rules = AssetSync(farm_id=req["farmId"], boto3_session=boto3.Session()).sync_inputs(
@@ -105,7 +107,57 @@ def sync(req):
     return {"files": summary.processed_files, "bytes": summary.processed_bytes, "rules": rules}
 
 
+def attachments_of(req):
+    return Attachments(
+        manifests=[ManifestProperties.from_dict(m) for m in req["attachments"]["manifests"]],
+        fileSystem=req["attachments"].get("fileSystem", "COPIED"),
+    )
+
+
+def outputs(req):
+    """Writes `files` ({rootPath: {relative path: text}}) where the worker's session keeps each root, then lets
+    Deadline's worker code find and store them as one session action's outputs."""
+    session_dir = Path(req["sessionDir"])
+    for root, files in req["files"].items():
+        for rel, text in files.items():
+            path = session_dir / _get_unique_dest_dir_name(root) / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+    settings = JobAttachmentS3Settings(s3BucketName=req["bucket"], rootPrefix=req["rootPrefix"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        summary = AssetSync(farm_id=req["farmId"], boto3_session=boto3.Session()).sync_outputs(
+            s3_settings=settings,
+            attachments=attachments_of(req),
+            queue_id=req["queueId"],
+            job_id=req["jobId"],
+            step_id=req["stepId"],
+            task_id=req["taskId"],
+            session_action_id=req["sessionActionId"],
+            start_time=req["startTime"],
+            session_dir=session_dir,
+        )
+    return {"files": summary.processed_files + summary.skipped_files}
+
+
+def download_outputs(req):
+    settings = JobAttachmentS3Settings(s3BucketName=req["bucket"], rootPrefix=req["rootPrefix"])
+    downloader = OutputDownloader(
+        s3_settings=settings,
+        farm_id=req["farmId"],
+        queue_id=req["queueId"],
+        job_id=req["jobId"],
+        step_id=req.get("stepId"),
+        session=boto3.Session(),
+    )
+    for root, local in req["rootMap"].items():
+        downloader.set_root_path(root, local)
+    downloader.download(file_conflict_resolution=FileConflictResolution.CREATE_COPY)
+    return {"roots": sorted(downloader.get_paths_by_root().keys())}
+
+
 if __name__ == "__main__":
     request = json.load(sys.stdin)
-    answer = {"prepare": prepare, "sync": sync}[request["cmd"]](request)
+    commands = {"prepare": prepare, "sync": sync, "outputs": outputs, "download_outputs": download_outputs}
+    answer = commands[request["cmd"]](request)
     json.dump(answer, sys.stdout)

@@ -4,12 +4,12 @@
 // downloading what s3-ferry submitted. Deadline's side runs in __test__/deadline_interop.py.
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
-import { mkdirSync, readFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { before, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { TransferClient } from '../index.js'
-import { bytes, clientOptions, getObject, listKeys, makeBucket, server, tempDir, writeTree } from './helpers.mjs'
+import { allFiles, bytes, clientOptions, getObject, listKeys, makeBucket, server, tempDir, writeTree } from './helpers.mjs'
 import { startFaultProxy } from '../scripts/fault-proxy.mjs'
 import { ensureDeadline } from '../scripts/deadline.mjs'
 
@@ -236,4 +236,109 @@ test('bad submissions are refused with a code before any request', async () => {
   }
   assert.equal(proxy.stats.requests, 0)
   await proxy.close()
+})
+
+/**
+ * Outputs written by Deadline's worker for a job of two roots (one recorded with a non-ASCII path, so its metadata
+ * is `asset-root-json`): task 1 ran twice (only its later session action counts), task 2 ran later and wrote
+ * one of the same files again (it wins).
+ */
+async function jobWithOutputs(bucket) {
+  const d = tempDir('outputs')
+  const roots = [path.join(d, 'proj'), path.join(d, 'café')]
+  const attachments = {
+    manifests: [
+      { rootPath: roots[0], rootPathFormat: 'posix', fileSystemLocationName: 'Projects', outputRelativeDirectories: ['renders'] },
+      { rootPath: roots[1], rootPathFormat: 'posix', outputRelativeDirectories: ['out'] },
+    ],
+    fileSystem: 'COPIED',
+  }
+  const ids = { bucket, rootPrefix: ROOT_PREFIX, farmId: FARM, queueId: QUEUE, jobId: 'job-1', stepId: 'step-1', attachments }
+  const action = async (taskId, sessionActionId, startTime, files) => {
+    const out = await deadline({ cmd: 'outputs', ...ids, taskId, sessionActionId, startTime, sessionDir: tempDir('session'), files })
+    assert.equal(out.files, Object.values(files).reduce((n, f) => n + Object.keys(f).length, 0), 'the worker stored every output')
+    // S3 times are whole seconds: the next action's manifests must be later for "later wins" to mean anything.
+    await new Promise((resolve) => setTimeout(resolve, 1100))
+  }
+  await action('task-1', 'sessionaction-1', 1_700_000_000, {
+    [roots[0]]: { 'renders/f1.exr': 'task 1, first try', 'renders/f2.exr': 'only in the first try' },
+  })
+  await action('task-1', 'sessionaction-2', 1_700_000_100, {
+    [roots[0]]: { 'renders/f1.exr': 'task 1, retry' },
+    [roots[1]]: { 'out/log.txt': 'log of the retry' },
+  })
+  await action('task-2', 'sessionaction-3', 1_700_000_200, {
+    [roots[0]]: { 'renders/f1.exr': 'task 2 wrote it last', 'renders/sub/f3.exr': 'task 2' },
+  })
+  return { d, roots, ids }
+}
+
+test("a job's outputs written by Deadline's worker come back merged as Deadline merges them, each root where it is mapped", async () => {
+  const bucket = await makeBucket('out')
+  const { roots, ids } = await jobWithOutputs(bucket)
+  const client = new TransferClient(await clientOptions({ cacheDir: tempDir('cache') }))
+  const [mine, theirs] = [tempDir('mine'), tempDir('theirs')]
+  const map = (base) => ({ [roots[0]]: path.join(base, 'proj'), [roots[1]]: path.join(base, 'cafe') })
+  const req = { bucket, rootPrefix: ROOT_PREFIX, farmId: FARM, queueId: QUEUE, jobId: 'job-1' }
+  const out = await client.downloadJobOutputs({ ...req, rootMap: map(mine) })
+  await deadline({ cmd: 'download_outputs', ...req, rootMap: map(theirs) })
+
+  const tree = (base) => Object.fromEntries(allFiles(base).map((f) => [f, readFileSync(path.join(base, f), 'utf8')]))
+  const expected = {
+    'cafe/out/log.txt': 'log of the retry',
+    'proj/renders/f1.exr': 'task 2 wrote it last',
+    'proj/renders/sub/f3.exr': 'task 2',
+  }
+  assert.deepEqual(tree(theirs), expected, "Deadline's own download (the test's premise)")
+  assert.deepEqual(tree(mine), expected)
+  assert.deepEqual(
+    out.roots.map((r) => [r.rootPath, r.fileSystemLocationName, r.localRoot, r.manifestKeys.length]),
+    [[roots[1], undefined, map(mine)[roots[1]], 1], [roots[0], 'Projects', map(mine)[roots[0]], 2]],
+  )
+  for (const r of out.roots) {
+    for (const key of r.manifestKeys) assert.match(key, new RegExp(`^${ROOT_PREFIX}/Manifests/${FARM}/${QUEUE}/job-1/step-1/task-[12]/[^/]+_sessionaction-[23]/[0-9a-f]{32}_output$`))
+  }
+  assert.equal(out.summary.files, 3)
+
+  // Again: every file is there with its content, nothing is fetched. One changed locally is kept and the output
+  // written beside it (createCopy, Deadline's default for outputs).
+  writeFileSync(path.join(mine, 'proj/renders/f1.exr'), 'edited by the artist')
+  const again = await client.downloadJobOutputs({ ...req, rootMap: map(mine) })
+  assert.deepEqual([again.summary.files, again.summary.skippedFiles], [1, 2])
+  assert.equal(readFileSync(path.join(mine, 'proj/renders/f1.exr'), 'utf8'), 'edited by the artist')
+  assert.equal(readFileSync(path.join(mine, 'proj/renders/f1 (1).exr'), 'utf8'), 'task 2 wrote it last')
+
+  // One step, one task: only theirs.
+  const task1 = await client.downloadJobOutputs({ ...req, stepId: 'step-1', taskId: 'task-1', rootMap: map(tempDir('t1')) })
+  assert.deepEqual(task1.roots.map((r) => JSON.parse(r.manifest).paths.map((p) => p.path)), [['out/log.txt'], ['renders/f1.exr']])
+})
+
+test('output roots map by the storage profile, else to their own path; a root of another OS with no mapping is refused before any file', async () => {
+  const bucket = await makeBucket('out')
+  const { roots } = await jobWithOutputs(bucket)
+  const client = new TransferClient(await clientOptions({ cacheDir: false }))
+  const req = { bucket, rootPrefix: ROOT_PREFIX, farmId: FARM, queueId: QUEUE, jobId: 'job-1' }
+  // The location the root was recorded with, by name; the other root goes to its own (POSIX) path.
+  const here = tempDir('profile')
+  const storageProfile = { fileSystemLocations: [{ name: 'Projects', path: here, type: 'LOCAL' }] }
+  const out = await client.downloadJobOutputs({ ...req, storageProfile })
+  assert.deepEqual(out.roots.map((r) => r.localRoot), [roots[1], here])
+  assert.equal(readFileSync(path.join(here, 'renders/f1.exr'), 'utf8'), 'task 2 wrote it last')
+  assert.equal(readFileSync(path.join(roots[1], 'out/log.txt'), 'utf8'), 'log of the retry')
+
+  // A root recorded on Windows: refused with its name unless mapped.
+  const win = 'C:\\Users\\artist\\shot010'
+  const winIds = {
+    bucket, rootPrefix: ROOT_PREFIX, farmId: FARM, queueId: QUEUE, jobId: 'job-2', stepId: 'step-1', taskId: 'task-1',
+    sessionActionId: 'sessionaction-9', startTime: 1_700_000_000,
+    attachments: { manifests: [{ rootPath: win, rootPathFormat: 'windows', outputRelativeDirectories: ['renders'] }] },
+  }
+  await deadline({ cmd: 'outputs', ...winIds, sessionDir: tempDir('session'), files: { [win]: { 'renders/w.exr': 'from windows' } } })
+  const err = await client.downloadJobOutputs({ ...req, jobId: 'job-2' }).then(() => null, (e) => e)
+  assert.equal(err?.code, 'ERR_UNMAPPED_ROOTS')
+  assert.deepEqual(err.roots, [win])
+  const target = tempDir('win')
+  const mapped = await client.downloadJobOutputs({ ...req, jobId: 'job-2', rootMap: { [win]: target } })
+  assert.equal(mapped.summary.files, 1)
+  assert.deepEqual(allFiles(target), ['renders/w.exr'])
 })

@@ -77,6 +77,9 @@ fn build<'env>(env: &'env Env, e: &Error) -> Result<Object<'env>> {
       obj.set(name, paths)?;
     }
   }
+  if let Some(roots) = e.unmapped_roots() {
+    obj.set("roots", roots.to_vec())?;
+  }
   if let Some(bucket) = e.bucket() {
     obj.set("bucket", bucket)?;
   }

@@ -2,12 +2,15 @@
 //! shaped as the Deadline Cloud API shapes them so they pass straight through (GetStorageProfileForQueue's
 //! response in, CreateJob's `attachments` out).
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 use napi::bindgen_prelude::AbortSignal;
 use napi_derive::napi;
 
-use super::options::{bucket, call_parts, filter, CallParts, CallRequest, FilterOption, ProgressCallback};
+use super::options::{
+  bucket, call_parts, conflict, filter, CallParts, CallRequest, ConflictPolicy, FilterOption, ProgressCallback,
+};
 use super::{CallOutput, TransferSummary};
 use crate::engine::{self, asset_roots, Error};
 
@@ -164,6 +167,23 @@ pub struct JobAttachmentsResult {
   pub checked_keys: f64,
 }
 
+/// A storage profile's file-system locations, for the engine.
+fn locations(profile: Option<StorageProfile>) -> Vec<asset_roots::Location> {
+  profile
+    .and_then(|p| p.file_system_locations)
+    .unwrap_or_default()
+    .into_iter()
+    .map(|l| asset_roots::Location {
+      name: l.name,
+      path: PathBuf::from(l.path),
+      kind: match l.kind {
+        FileSystemLocationType::Local => asset_roots::LocationKind::Local,
+        FileSystemLocationType::Shared => asset_roots::LocationKind::Shared,
+      },
+    })
+    .collect()
+}
+
 fn paths(list: Option<Vec<String>>) -> Vec<PathBuf> {
   list.unwrap_or_default().into_iter().map(PathBuf::from).collect()
 }
@@ -174,21 +194,7 @@ impl CallRequest for JobAttachmentsRequest {
   call_parts!();
 
   fn to_engine(&mut self) -> Result<engine::JobSubmission, Error> {
-    let locations = self
-      .storage_profile
-      .take()
-      .and_then(|p| p.file_system_locations)
-      .unwrap_or_default()
-      .into_iter()
-      .map(|l| asset_roots::Location {
-        name: l.name,
-        path: PathBuf::from(l.path),
-        kind: match l.kind {
-          FileSystemLocationType::Local => asset_roots::LocationKind::Local,
-          FileSystemLocationType::Shared => asset_roots::LocationKind::Shared,
-        },
-      })
-      .collect();
+    let locations = locations(self.storage_profile.take());
     let request = engine::JobSubmission {
       bucket: bucket(&self.bucket, self.expected_bucket_owner.take(), None)?,
       root_prefix: std::mem::take(&mut self.root_prefix),
@@ -251,6 +257,127 @@ impl CallOutput for engine::SubmittedJob {
       cached_hashes: self.cached_hashes as f64,
       cached_keys: self.cached_keys as f64,
       checked_keys: self.checked_keys as f64,
+    }
+  }
+}
+
+/// What `downloadJobOutputs` brings back: a job's outputs (or a step's, a task's), and where each asset root goes.
+#[napi(object, object_to_js = false)]
+pub struct JobOutputsRequest {
+  /// The queue's job-attachments bucket.
+  pub bucket: String,
+  /// The queue's job-attachments root prefix.
+  pub root_prefix: String,
+  /// The farm's id.
+  pub farm_id: String,
+  /// The queue's id.
+  pub queue_id: String,
+  /// The job's id.
+  pub job_id: String,
+  /// Only this step's outputs.
+  pub step_id: Option<String>,
+  /// Only this task's outputs (with `stepId`).
+  pub task_id: Option<String>,
+  /// Where a root's files go, by the root's path as recorded (`attachments.manifests[i].rootPath`). A root not
+  /// named here goes to the path of the storage profile location it was recorded with, else to its own path when
+  /// that is a path of this OS; a root recorded on another OS with neither rejects the call
+  /// (`ERR_UNMAPPED_ROOTS`, with `roots`) before any file is written.
+  pub root_map: Option<HashMap<String, String>>,
+  /// This machine's storage profile for the queue (GetStorageProfileForQueue's response as it is).
+  pub storage_profile: Option<StorageProfile>,
+  /// What to do with a destination that exists with other content. Default `createCopy`, as Deadline's. One with
+  /// the output's content is always skipped.
+  pub conflict: Option<ConflictPolicy>,
+  /// Cancels the call: the promise rejects with an `AbortError`, temporary files are removed.
+  pub signal: Option<AbortSignal>,
+  /// Progress events, with `phase` `hashing` (existing files), then `downloading`.
+  #[napi(ts_type = "(progress: TransferProgress) => void")]
+  pub on_progress: Option<ProgressCallback>,
+  /// At most one progress event per this many milliseconds. Default 100.
+  pub progress_interval_ms: Option<f64>,
+  /// This request's own bandwidth cap in bytes per second, instead of the client's.
+  pub max_bandwidth: Option<f64>,
+  /// The AWS account id (12 digits) that must own the bucket (`x-amz-expected-bucket-owner` on every request).
+  pub expected_bucket_owner: Option<String>,
+}
+
+/// One asset root of a job's outputs.
+#[napi(object, object_from_js = false)]
+pub struct OutputRoot {
+  /// The root's path as the worker recorded it.
+  pub root_path: String,
+  /// The storage profile location it was recorded with.
+  pub file_system_location_name: Option<String>,
+  /// Where its files went.
+  pub local_root: String,
+  /// The output manifests merged for it, oldest first (a later task's file replaces an earlier one's).
+  pub manifest_keys: Vec<String>,
+  /// The merged manifest (format `2023-03-03`, paths relative to `localRoot`).
+  pub manifest: String,
+}
+
+/// What `downloadJobOutputs` resolves to.
+#[napi(object, object_from_js = false)]
+pub struct JobOutputsResult {
+  /// Every root with outputs, sorted by `rootPath`; none when the job has no outputs yet.
+  pub roots: Vec<OutputRoot>,
+  /// Files downloaded, files skipped (already there with the same content), time.
+  pub summary: TransferSummary,
+}
+
+impl CallRequest for JobOutputsRequest {
+  type Engine = engine::OutputRequest;
+
+  call_parts!();
+
+  fn to_engine(&mut self) -> Result<engine::OutputRequest, Error> {
+    let mut root_map: Vec<(String, PathBuf)> = self
+      .root_map
+      .take()
+      .unwrap_or_default()
+      .into_iter()
+      .map(|(root, dir)| (root, PathBuf::from(dir)))
+      .collect();
+    root_map.sort();
+    let request = engine::OutputRequest {
+      bucket: bucket(&self.bucket, self.expected_bucket_owner.take(), None)?,
+      root_prefix: std::mem::take(&mut self.root_prefix),
+      farm_id: std::mem::take(&mut self.farm_id),
+      queue_id: std::mem::take(&mut self.queue_id),
+      job_id: std::mem::take(&mut self.job_id),
+      step_id: self.step_id.take(),
+      task_id: self.task_id.take(),
+      root_map,
+      locations: locations(self.storage_profile.take()),
+      conflict: match self.conflict.take() {
+        None => engine::Conflict::CreateCopy,
+        given => conflict(given),
+      },
+    };
+    request.validate()?;
+    Ok(request)
+  }
+}
+
+impl CallOutput for engine::DownloadedOutputs {
+  type Js = JobOutputsResult;
+  fn summary(&self) -> &engine::Summary {
+    &self.summary
+  }
+  fn into_js(self) -> JobOutputsResult {
+    JobOutputsResult {
+      roots: self
+        .roots
+        .into_iter()
+        .map(|r| OutputRoot {
+          root_path: r.root_path,
+          file_system_location_name: r.location_name,
+          local_root: r.local_root.to_string_lossy().into_owned(),
+          manifest_keys: r.manifest_keys,
+          manifest: r.manifest,
+        })
+        .collect(),
+      summary: self.summary.into(),
     }
   }
 }

@@ -260,6 +260,24 @@ impl TransferClient {
     })
   }
 
+  /// Job attachments: brings a job's outputs back (or a step's, a task's), as Deadline Cloud's client does. Lists
+  /// the output manifests under `{rootPrefix}/Manifests/{farmId}/{queueId}/{jobId}/`, takes every session action's
+  /// of a step without tasks and each task's latest, reads the asset root each was written for from its metadata,
+  /// merges each root's manifests oldest first (later outputs win), maps each root to a local directory and
+  /// downloads its files there as `downloadManifest` does (checked, never outside it; `conflict` `createCopy` by
+  /// default).
+  #[napi]
+  pub fn download_job_outputs<'env>(
+    &self,
+    env: &'env Env,
+    request: job::JobOutputsRequest,
+  ) -> Result<PromiseRaw<'env, job::JobOutputsResult>> {
+    let engine = self.engine.clone();
+    start(env, request, move |r, control| async move {
+      engine.download_job_outputs(r, control).await
+    })
+  }
+
   /// Creates a bucket in the client's region (the location constraint S3 needs outside `us-east-1` is sent for
   /// AWS). One that exists and is yours resolves with `created: false`; one that is another account's rejects
   /// with `BucketAlreadyExists`.

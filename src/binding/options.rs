@@ -874,7 +874,7 @@ pub(super) fn bucket(
   engine::Bucket::new(name, owner.as_deref(), key)
 }
 
-fn conflict(policy: Option<ConflictPolicy>) -> engine::Conflict {
+pub(super) fn conflict(policy: Option<ConflictPolicy>) -> engine::Conflict {
   match policy {
     None | Some(ConflictPolicy::Overwrite) => engine::Conflict::Overwrite,
     Some(ConflictPolicy::Skip) => engine::Conflict::Skip,

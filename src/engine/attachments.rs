@@ -114,11 +114,29 @@ impl AttachmentDownload {
   }
 
   /// The manifest's entries and their destinations, every path checked to stay inside `local_dir`.
-  fn plan(&self, text: &str) -> Result<(Vec<ManifestEntry>, Vec<PathBuf>)> {
+  fn plan(&self, text: &str) -> Result<ManifestTarget> {
     let entries = manifest::decode(text).map_err(|e| Error::invalid_value(format!("manifest: {e}")))?;
+    ManifestTarget::new(&self.local_dir, entries)
+  }
+}
+
+/// A manifest's files and where they go.
+pub(super) struct ManifestTarget {
+  /// The directory its paths are relative to.
+  pub local_dir: PathBuf,
+  /// Its entries.
+  pub entries: Vec<ManifestEntry>,
+  /// Each entry's destination, inside `local_dir`.
+  pub dests: Vec<PathBuf>,
+}
+
+impl ManifestTarget {
+  /// The destinations of `entries` under `local_dir`, every path checked to stay inside it and no two the same
+  /// file.
+  pub fn new(local_dir: &Path, entries: Vec<ManifestEntry>) -> Result<ManifestTarget> {
     let mut dests = Vec::with_capacity(entries.len());
     for e in &entries {
-      match destination_for(&self.local_dir, "", &e.path)? {
+      match destination_for(local_dir, "", &e.path)? {
         Some(dest) => dests.push(dest),
         None => {
           return Err(Error::invalid_value(format!(
@@ -133,10 +151,14 @@ impl AttachmentDownload {
       .map(|e| e.path.as_str())
       .zip(dests.iter().map(PathBuf::as_path));
     if let Some((first, second)) = conflicting_destinations(paths) {
-      let path = self.local_dir.join(&second);
+      let path = local_dir.join(&second);
       return Err(Error::DestinationConflict { first, second, path });
     }
-    Ok((entries, dests))
+    Ok(ManifestTarget {
+      local_dir: local_dir.to_path_buf(),
+      entries,
+      dests,
+    })
   }
 }
 
@@ -391,91 +413,117 @@ impl Engine {
     request.validate()?;
     let (request, control) = (&request, &control);
     let work = |progress: Arc<ProgressState>| async move {
-      let (entries, dests) = match &request.manifest {
+      let target = match &request.manifest {
         ManifestSource::Text(text) => request.plan(text)?,
         ManifestSource::Key(key) => {
           let text = or_cancelled(&control.cancel, Box::pin(self.get_manifest(&request.bucket, key))).await?;
           request.plan(&text)?
         }
       };
-      progress.set_planned(entries.len() as u64, entries.iter().map(|e| e.size).sum());
-      let cache = self.cache().await;
-      // Destinations that exist with the manifest's size are hashed; the same content is skipped.
-      let candidates = {
-        let all: Vec<(usize, PathBuf, u64)> = dests
-          .iter()
-          .zip(&entries)
-          .enumerate()
-          .map(|(i, (d, e))| (i, d.clone(), e.size))
-          .collect();
-        or_cancelled(
-          &control.cancel,
-          blocking(move || {
-            Ok(
-              all
-                .into_iter()
-                .filter_map(|(i, dest, size)| {
-                  let meta = std::fs::symlink_metadata(&dest).ok()?;
-                  (meta.is_file() && meta.len() == size).then(|| {
-                    (
-                      i,
-                      Planned {
-                        path: dest,
-                        key: String::new(),
-                        size,
-                        modified: meta.modified().ok(),
-                        object: None,
-                        content_hash: None,
-                      },
-                    )
-                  })
+      let targets = [target];
+      Box::pin(self.fetch_manifests(
+        &request.bucket,
+        &request.root_prefix,
+        request.conflict,
+        &targets,
+        &progress,
+        control,
+      ))
+      .await
+    };
+    control.run(Phase::Hashing, work).await.map(|((), summary)| summary)
+  }
+
+  /// Downloads the files of manifests, each into its own directory, with one plan and progress: destinations
+  /// that exist with the manifest's content are skipped (hashed, cache first) and given its mtime; the rest are
+  /// fetched from `{root_prefix}/Data/`, each checked against its hash.
+  pub(super) async fn fetch_manifests(
+    self: &Arc<Self>,
+    bucket: &Bucket,
+    root_prefix: &str,
+    conflict: Conflict,
+    targets: &[ManifestTarget],
+    progress: &Arc<ProgressState>,
+    control: &Control,
+  ) -> Result<()> {
+    let all = || targets.iter().flat_map(|t| t.entries.iter().zip(&t.dests));
+    progress.set_planned(all().count() as u64, all().map(|(e, _)| e.size).sum());
+    let cache = self.cache().await;
+    // Destinations that exist with the manifest's size are hashed; the same content is skipped.
+    let candidates = {
+      let sized: Vec<(usize, PathBuf, u64)> = all().enumerate().map(|(i, (e, d))| (i, d.clone(), e.size)).collect();
+      or_cancelled(
+        &control.cancel,
+        blocking(move || {
+          Ok(
+            sized
+              .into_iter()
+              .filter_map(|(i, dest, size)| {
+                let meta = std::fs::symlink_metadata(&dest).ok()?;
+                (meta.is_file() && meta.len() == size).then(|| {
+                  (
+                    i,
+                    Planned {
+                      path: dest,
+                      key: String::new(),
+                      size,
+                      modified: meta.modified().ok(),
+                      object: None,
+                      content_hash: None,
+                    },
+                  )
                 })
-                .collect::<Vec<_>>(),
-            )
-          }),
-        )
-        .await?
-      };
-      let (indices, present): (Vec<usize>, Vec<Planned>) = candidates.into_iter().unzip();
-      let (hashes, _) = self
-        .hash_files(&present, &progress, &control.cancel, cache.clone())
-        .await?;
-      let mut same = vec![false; entries.len()];
-      let mut retime = Vec::new();
-      for ((&i, hash), p) in indices.iter().zip(&hashes).zip(&present) {
-        if *hash == entries[i].hash {
-          same[i] = true;
-          progress.skip_planned(entries[i].size);
-          if p.modified.map(manifest::mtime_micros) != Some(entries[i].mtime) {
-            retime.push((p.path.clone(), manifest::time_from_micros(entries[i].mtime)));
-          }
+              })
+              .collect::<Vec<_>>(),
+          )
+        }),
+      )
+      .await?
+    };
+    let (indices, present): (Vec<usize>, Vec<Planned>) = candidates.into_iter().unzip();
+    let (hashes, _) = self
+      .hash_files(&present, progress, &control.cancel, cache.clone())
+      .await?;
+    let entries: Vec<&ManifestEntry> = all().map(|(e, _)| e).collect();
+    let mut same = vec![false; entries.len()];
+    let mut retime = Vec::new();
+    for ((&i, hash), p) in indices.iter().zip(&hashes).zip(&present) {
+      if *hash == entries[i].hash {
+        same[i] = true;
+        progress.skip_planned(entries[i].size);
+        if p.modified.map(manifest::mtime_micros) != Some(entries[i].mtime) {
+          retime.push((p.path.clone(), manifest::time_from_micros(entries[i].mtime)));
         }
       }
-      if !retime.is_empty() {
-        blocking(move || {
-          for (path, mtime) in retime {
-            let f = std::fs::File::options()
-              .write(true)
-              .open(&path)
-              .map_err(|e| Error::io("open", &path, e))?;
-            f.set_modified(mtime)
-              .map_err(|e| Error::io("set the modification time of", &path, e))?;
-          }
-          Ok(())
-        })
-        .await?;
-      }
-      progress.set_phase(Phase::Downloading);
-      let todo: Vec<Entry> = entries
+    }
+    if !retime.is_empty() {
+      blocking(move || {
+        for (path, mtime) in retime {
+          let f = std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io("open", &path, e))?;
+          f.set_modified(mtime)
+            .map_err(|e| Error::io("set the modification time of", &path, e))?;
+        }
+        Ok(())
+      })
+      .await?;
+    }
+    progress.set_phase(Phase::Downloading);
+    let mut at = 0;
+    for target in targets {
+      let todo: Vec<Entry> = target
+        .entries
         .iter()
-        .zip(dests)
+        .zip(&target.dests)
         .enumerate()
-        .filter(|(i, _)| !same[*i])
+        .filter(|(i, _)| !same[at + *i])
         .map(|(_, (e, dest))| {
-          let key = data_key(&request.root_prefix, &e.hash);
+          let key = data_key(root_prefix, &e.hash);
           Entry {
             key: key.clone(),
-            dest,
+            dest: dest.clone(),
             size: Some(e.size),
             modified: None,
             etag: None,
@@ -488,8 +536,9 @@ impl Engine {
           }
         })
         .collect();
-      let call = Call::download(&request.bucket, progress.clone(), self.throttle_for(control), false);
-      let root = Some(Arc::new(request.local_dir.clone()));
+      at += target.entries.len();
+      let call = Call::download(bucket, progress.clone(), self.throttle_for(control), false);
+      let root = Some(Arc::new(target.local_dir.clone()));
       // Under `overwrite`, every file fetched is now at its destination with the manifest's content and mtime:
       // the cache learns their hashes, so the next download of this manifest skips them without reading them.
       let known: Vec<(FileKey, String)> = todo
@@ -500,13 +549,12 @@ impl Engine {
           Some((FileKey::new(&path, e.size?, Some(expect.mtime)), expect.hash.clone()))
         })
         .collect();
-      Box::pin(self.download_entries(call, todo, request.conflict, root, &control.cancel)).await?;
-      if let (Some(c), Conflict::Overwrite, false) = (&cache, request.conflict, known.is_empty()) {
+      Box::pin(self.download_entries(call, todo, conflict, root, &control.cancel)).await?;
+      if let (Some(c), Conflict::Overwrite, false) = (&cache, conflict, known.is_empty()) {
         cache_op(c, move |c| c.put_hashes(&known)).await;
       }
-      Ok(())
-    };
-    control.run(Phase::Hashing, work).await.map(|((), summary)| summary)
+    }
+    Ok(())
   }
 
   /// Hashes files (xxh128), `2 × threads` at a time on the blocking pool; hashes of files unchanged since they

@@ -177,6 +177,28 @@ pub enum Error {
     directories: Vec<PathBuf>,
   },
 
+  /// A stored manifest that cannot be used: not a manifest, or an output manifest without its asset root.
+  #[error("s3://{bucket}/{key}: not a usable manifest: {reason}")]
+  BadManifest {
+    /// The bucket concerned.
+    bucket: String,
+    /// The manifest's key.
+    key: String,
+    /// What is wrong with it.
+    reason: String,
+  },
+
+  /// Output roots recorded in another path format (another OS) with no local directory given for them.
+  #[error(
+    "outputs recorded under {} with no local directory: give each in rootMap (or a storage profile location of \
+     the name it was recorded with)",
+    roots.iter().map(|r| format!("'{r}'")).collect::<Vec<_>>().join(", ")
+  )]
+  UnmappedRoots {
+    /// The roots as recorded.
+    roots: Vec<String>,
+  },
+
   /// The server sent a different number of bytes than it announced.
   #[error("s3://{bucket}/{key}: expected {expected} bytes, received {received}")]
   Truncated {
@@ -273,6 +295,8 @@ impl Error {
       Error::Truncated { .. } => "ERR_TRUNCATED".to_owned(),
       Error::ChecksumMismatch { .. } | Error::ContentRefused { .. } => "ERR_CHECKSUM_MISMATCH".to_owned(),
       Error::MisconfiguredInputs { .. } => "ERR_MISCONFIGURED_INPUTS".to_owned(),
+      Error::BadManifest { .. } => "ERR_BAD_MANIFEST".to_owned(),
+      Error::UnmappedRoots { .. } => "ERR_UNMAPPED_ROOTS".to_owned(),
       Error::BodyInterrupted { .. } => "ERR_NETWORK".to_owned(),
       Error::AbortFailed { source, .. } => source.code(),
       Error::Cancelled { .. } => "ABORT_ERR".to_owned(),
@@ -294,6 +318,14 @@ impl Error {
     match self {
       Error::Files { failures, .. } => &failures[0].error,
       e => e,
+    }
+  }
+
+  /// The output roots no local directory was given for.
+  pub fn unmapped_roots(&self) -> Option<&[String]> {
+    match self {
+      Error::UnmappedRoots { roots } => Some(roots),
+      _ => None,
     }
   }
 
