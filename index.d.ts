@@ -68,6 +68,13 @@ export declare class TransferClient {
    */
   downloadJobOutputs(request: JobOutputsRequest): Promise<JobOutputsResult>
   /**
+   * Job attachments: stores one asset root's outputs of a session action as Deadline Cloud's worker stores them:
+   * contents by hash (as `uploadContentAddressed`), and the output manifest under the job's step, task and
+   * session action (`{startTime}_{sessionActionId}/{xxh128(location + rootPath)}_output`) with the root path as
+   * its `asset-root` metadata, so Deadline's tools and `downloadJobOutputs` find it.
+   */
+  uploadJobOutputs(request: JobOutputUploadRequest): Promise<ContentAddressedUploadResult>
+  /**
    * Creates a bucket in the client's region (the location constraint S3 needs outside `us-east-1` is sent for
    * AWS). One that exists and is yours resolves with `created: false`; one that is another account's rejects
    * with `BucketAlreadyExists`.
@@ -218,6 +225,8 @@ export interface ContentAddressedUploadResult {
   manifest: string
   /** xxh128 of the manifest's bytes. */
   manifestHash: string
+  /** Where the manifest was stored (`manifestKey`, or the output manifest's key). */
+  manifestKey?: string
   /** Files whose hash came from the cache (not read). */
   cachedHashes: number
   /** Contents known to be in S3 from the cache (no request sent). */
@@ -533,6 +542,60 @@ export interface JobOutputsResult {
   roots: Array<OutputRoot>
   /** Files downloaded, files skipped (already there with the same content), time. */
   summary: TransferSummary
+}
+
+/**
+ * What `uploadJobOutputs` stores: one asset root's outputs of a session action, as Deadline's worker stores them,
+ * so Deadline's own tools (and `downloadJobOutputs`) find them.
+ */
+export interface JobOutputUploadRequest {
+  /** The queue's job-attachments bucket. */
+  bucket: string
+  /** The queue's job-attachments root prefix. */
+  rootPrefix: string
+  /** The farm's id. */
+  farmId: string
+  /** The queue's id. */
+  queueId: string
+  /** The job's id. */
+  jobId: string
+  /** The step's id. */
+  stepId: string
+  /** The task's id; leave it out for a step run in chunks. */
+  taskId?: string
+  /** The session action's id. */
+  sessionActionId: string
+  /**
+   * When the session action started, in milliseconds since 1970 (`Date.now()`); orders a task's session actions.
+   * Default: now.
+   */
+  startTime?: number
+  /** The asset root as the job's attachments record it (`attachments.manifests[i].rootPath`). */
+  rootPath: string
+  /** Its storage profile location (`attachments.manifests[i].fileSystemLocationName`). */
+  fileSystemLocationName?: string
+  /**
+   * Where the root's files are on this machine: output paths are relative to it. Without `files`, every regular
+   * file under it.
+   */
+  localDir: string
+  /** Only these files: absolute, or relative to `localDir`; each must be inside it. */
+  files?: Array<string>
+  /** As for `upload`. Default `false`. */
+  resumable?: boolean
+  /**
+   * Cancels the call (hashing included): the promise rejects with an `AbortError`, multipart uploads are
+   * aborted.
+   */
+  signal?: AbortSignal
+  /** Progress events, with `phase` `hashing`, `checking`, then `uploading`. */
+  onProgress?: (progress: TransferProgress) => void
+  /** At most one progress event per this many milliseconds. Default 100. */
+  progressIntervalMs?: number
+  /** This request's own bandwidth cap in bytes per second, instead of the client's. */
+  maxBandwidth?: number
+  /** The AWS account id (12 digits) that must own the bucket (`x-amz-expected-bucket-owner` on every request). */
+  expectedBucketOwner?: string
 }
 
 /** What `downloadManifest` downloads: the files of a manifest, into `localDir`. */

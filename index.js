@@ -155,6 +155,8 @@ const FIELDS = {
   ManifestDownloadRequest: [...CALL, 'rootPrefix', 'manifest', 'manifestKey', 'localDir', 'conflict'],
   JobAttachmentsRequest: [...CALL, 'rootPrefix', 'farmId', 'queueId', 'inputFiles', 'inputDirectories', 'outputDirectories',
     'referencedPaths', 'storageProfile', 'requirePathsExist', 'filter', 'fileSystem', 'resumable'],
+  JobOutputUploadRequest: [...CALL, 'rootPrefix', 'farmId', 'queueId', 'jobId', 'stepId', 'taskId', 'sessionActionId', 'startTime',
+    'rootPath', 'fileSystemLocationName', 'localDir', 'files', 'resumable'],
   JobOutputsRequest: [...CALL, 'rootPrefix', 'farmId', 'queueId', 'jobId', 'stepId', 'taskId', 'rootMap', 'storageProfile', 'conflict'],
   CreateBucketRequest: ['bucket', 'signal'],
   FilterSets: ['include', 'exclude'],
@@ -208,6 +210,7 @@ function badFilter(filter) {
 // Lists of path strings, by request kind.
 const PATH_LISTS = {
   ContentAddressedUploadRequest: ['files'],
+  JobOutputUploadRequest: ['files'],
   JobAttachmentsRequest: ['inputFiles', 'inputDirectories', 'outputDirectories', 'referencedPaths'],
 }
 
@@ -381,6 +384,10 @@ class TransferClient extends native.TransferClient {
 
   submitJobAttachments(request) {
     return run((r) => super.submitJobAttachments(r), request, ['JobAttachmentsRequest'], CREDENTIALS.get(this))
+  }
+
+  uploadJobOutputs(request) {
+    return run((r) => super.uploadJobOutputs(r), request, ['JobOutputUploadRequest'], CREDENTIALS.get(this))
   }
 
   downloadJobOutputs(request) {

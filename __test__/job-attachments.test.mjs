@@ -9,7 +9,8 @@ import path from 'node:path'
 import { before, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { TransferClient } from '../index.js'
-import { allFiles, bytes, clientOptions, getObject, listKeys, makeBucket, server, tempDir, writeTree } from './helpers.mjs'
+import { HeadObjectCommand } from '@aws-sdk/client-s3'
+import { allFiles, bytes, clientOptions, getObject, listKeys, makeBucket, s3, server, tempDir, writeTree } from './helpers.mjs'
 import { startFaultProxy } from '../scripts/fault-proxy.mjs'
 import { ensureDeadline } from '../scripts/deadline.mjs'
 
@@ -341,4 +342,36 @@ test('output roots map by the storage profile, else to their own path; a root of
   const mapped = await client.downloadJobOutputs({ ...req, jobId: 'job-2', rootMap: { [win]: target } })
   assert.equal(mapped.summary.files, 1)
   assert.deepEqual(allFiles(target), ['renders/w.exr'])
+})
+
+test("outputs stored by uploadJobOutputs are read and downloaded by Deadline's own OutputDownloader", async () => {
+  const bucket = await makeBucket('out')
+  const client = new TransferClient(await clientOptions({ cacheDir: tempDir('cache') }))
+  const root = path.join(tempDir('rec'), 'shot é')
+  const ids = { bucket, rootPrefix: ROOT_PREFIX, farmId: FARM, queueId: QUEUE, jobId: 'job-3', stepId: 'step-1', rootPath: root, fileSystemLocationName: 'Projects' }
+  const task1 = tempDir('task1')
+  writeTree(task1, { 'renders/a.exr': 'a from task 1', 'renders/b.exr': 'b from task 1' })
+  const first = await client.uploadJobOutputs({ ...ids, taskId: 'task-1', sessionActionId: 'sessionaction-1-0', startTime: Date.UTC(2026, 11, 3, 20, 15, 0, 123), localDir: task1 })
+  const name = first.manifestKey.split('/').pop()
+  assert.equal(
+    first.manifestKey,
+    `${ROOT_PREFIX}/Manifests/${FARM}/${QUEUE}/job-3/step-1/task-1/2026-12-03T20:15:00.123000Z_sessionaction-1-0/${name}`,
+  )
+  const head = await (await s3()).send(new HeadObjectCommand({ Bucket: bucket, Key: first.manifestKey }))
+  const json = JSON.stringify(root).replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
+  assert.deepEqual(head.Metadata, { 'asset-root': json, 'asset-root-json': json, 'file-system-location-name': 'Projects' })
+  await new Promise((resolve) => setTimeout(resolve, 1100))
+  const task2 = tempDir('task2')
+  writeTree(task2, { 'renders/a.exr': 'a from task 2' })
+  await client.uploadJobOutputs({ ...ids, taskId: 'task-2', sessionActionId: 'sessionaction-2-0', localDir: task2 })
+
+  const req = { bucket, rootPrefix: ROOT_PREFIX, farmId: FARM, queueId: QUEUE, jobId: 'job-3' }
+  const [mine, theirs] = [tempDir('mine'), tempDir('theirs')]
+  const got = await deadline({ cmd: 'download_outputs', ...req, rootMap: { [root]: theirs } })
+  assert.deepEqual(got.roots, [theirs], 'Deadline found the root in the metadata')
+  await client.downloadJobOutputs({ ...req, rootMap: { [root]: mine } })
+  for (const dir of [theirs, mine]) {
+    assert.deepEqual(allFiles(dir), ['renders/a.exr', 'renders/b.exr'])
+    assert.equal(readFileSync(path.join(dir, 'renders/a.exr'), 'utf8'), 'a from task 2')
+  }
 })

@@ -381,3 +381,93 @@ impl CallOutput for engine::DownloadedOutputs {
     }
   }
 }
+
+/// What `uploadJobOutputs` stores: one asset root's outputs of a session action, as Deadline's worker stores them,
+/// so Deadline's own tools (and `downloadJobOutputs`) find them.
+#[napi(object, object_to_js = false)]
+pub struct JobOutputUploadRequest {
+  /// The queue's job-attachments bucket.
+  pub bucket: String,
+  /// The queue's job-attachments root prefix.
+  pub root_prefix: String,
+  /// The farm's id.
+  pub farm_id: String,
+  /// The queue's id.
+  pub queue_id: String,
+  /// The job's id.
+  pub job_id: String,
+  /// The step's id.
+  pub step_id: String,
+  /// The task's id; leave it out for a step run in chunks.
+  pub task_id: Option<String>,
+  /// The session action's id.
+  pub session_action_id: String,
+  /// When the session action started, in milliseconds since 1970 (`Date.now()`); orders a task's session actions.
+  /// Default: now.
+  pub start_time: Option<f64>,
+  /// The asset root as the job's attachments record it (`attachments.manifests[i].rootPath`).
+  pub root_path: String,
+  /// Its storage profile location (`attachments.manifests[i].fileSystemLocationName`).
+  pub file_system_location_name: Option<String>,
+  /// Where the root's files are on this machine: output paths are relative to it. Without `files`, every regular
+  /// file under it.
+  pub local_dir: String,
+  /// Only these files: absolute, or relative to `localDir`; each must be inside it.
+  pub files: Option<Vec<String>>,
+  /// As for `upload`. Default `false`.
+  pub resumable: Option<bool>,
+  /// Cancels the call (hashing included): the promise rejects with an `AbortError`, multipart uploads are
+  /// aborted.
+  pub signal: Option<AbortSignal>,
+  /// Progress events, with `phase` `hashing`, `checking`, then `uploading`.
+  #[napi(ts_type = "(progress: TransferProgress) => void")]
+  pub on_progress: Option<ProgressCallback>,
+  /// At most one progress event per this many milliseconds. Default 100.
+  pub progress_interval_ms: Option<f64>,
+  /// This request's own bandwidth cap in bytes per second, instead of the client's.
+  pub max_bandwidth: Option<f64>,
+  /// The AWS account id (12 digits) that must own the bucket (`x-amz-expected-bucket-owner` on every request).
+  pub expected_bucket_owner: Option<String>,
+}
+
+impl CallRequest for JobOutputUploadRequest {
+  type Engine = engine::OutputUpload;
+
+  call_parts!();
+
+  fn to_engine(&mut self) -> Result<engine::OutputUpload, Error> {
+    let start_time = match self.start_time {
+      None => std::time::SystemTime::now(),
+      Some(ms) if ms.is_finite() && (0.0..=8.64e15).contains(&ms) => {
+        std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_micros((ms * 1000.0).round() as u64)
+      }
+      Some(ms) => {
+        return Err(Error::invalid_value(format!(
+          "startTime must be milliseconds since 1970 (as Date.now() gives), got {ms}"
+        )))
+      }
+    };
+    let request = engine::OutputUpload {
+      upload: engine::AttachmentUpload {
+        bucket: bucket(&self.bucket, self.expected_bucket_owner.take(), None)?,
+        root_prefix: std::mem::take(&mut self.root_prefix),
+        local_dir: PathBuf::from(std::mem::take(&mut self.local_dir)),
+        files: self.files.take().map(|f| f.into_iter().map(PathBuf::from).collect()),
+        manifest_key: None,
+        manifest_metadata: Vec::new(),
+        resumable: self.resumable.unwrap_or(false),
+      },
+      farm_id: std::mem::take(&mut self.farm_id),
+      queue_id: std::mem::take(&mut self.queue_id),
+      job_id: std::mem::take(&mut self.job_id),
+      step_id: std::mem::take(&mut self.step_id),
+      task_id: self.task_id.take(),
+      session_action_id: std::mem::take(&mut self.session_action_id),
+      start_time,
+      root_path: std::mem::take(&mut self.root_path),
+      location_name: self.file_system_location_name.take(),
+    };
+    request.validate()?;
+    Ok(request)
+  }
+}

@@ -278,6 +278,22 @@ impl TransferClient {
     })
   }
 
+  /// Job attachments: stores one asset root's outputs of a session action as Deadline Cloud's worker stores them:
+  /// contents by hash (as `uploadContentAddressed`), and the output manifest under the job's step, task and
+  /// session action (`{startTime}_{sessionActionId}/{xxh128(location + rootPath)}_output`) with the root path as
+  /// its `asset-root` metadata, so Deadline's tools and `downloadJobOutputs` find it.
+  #[napi]
+  pub fn upload_job_outputs<'env>(
+    &self,
+    env: &'env Env,
+    request: job::JobOutputUploadRequest,
+  ) -> Result<PromiseRaw<'env, ContentAddressedUploadResult>> {
+    let engine = self.engine.clone();
+    start(env, request, move |r, control| async move {
+      engine.upload_job_outputs(r, control).await
+    })
+  }
+
   /// Creates a bucket in the client's region (the location constraint S3 needs outside `us-east-1` is sent for
   /// AWS). One that exists and is yours resolves with `created: false`; one that is another account's rejects
   /// with `BucketAlreadyExists`.
@@ -338,6 +354,8 @@ pub struct ContentAddressedUploadResult {
   pub manifest: String,
   /// xxh128 of the manifest's bytes.
   pub manifest_hash: String,
+  /// Where the manifest was stored (`manifestKey`, or the output manifest's key).
+  pub manifest_key: Option<String>,
   /// Files whose hash came from the cache (not read).
   pub cached_hashes: f64,
   /// Contents known to be in S3 from the cache (no request sent).
@@ -410,6 +428,7 @@ impl CallOutput for engine::AttachmentUploadOutput {
       summary: self.summary.into(),
       manifest: self.manifest,
       manifest_hash: self.manifest_hash,
+      manifest_key: self.manifest_key,
       cached_hashes: self.cached_hashes as f64,
       cached_keys: self.cached_keys as f64,
       checked_keys: self.checked_keys as f64,

@@ -826,6 +826,7 @@ impl CallRequest for ContentAddressedUploadRequest {
       local_dir: PathBuf::from(std::mem::take(&mut self.local_dir)),
       files: self.files.take().map(|f| f.into_iter().map(PathBuf::from).collect()),
       manifest_key: self.manifest_key.take(),
+      manifest_metadata: Vec::new(),
       resumable: self.resumable.unwrap_or(false),
     };
     request.validate()?;

@@ -41,6 +41,8 @@ pub struct AttachmentUpload {
   pub files: Option<Vec<PathBuf>>,
   /// Also store the manifest at this key.
   pub manifest_key: Option<String>,
+  /// User metadata stored with the manifest (`x-amz-meta-*`).
+  pub manifest_metadata: Vec<(String, String)>,
   /// As `UploadRequest::resumable`.
   pub resumable: bool,
 }
@@ -55,6 +57,8 @@ pub struct AttachmentUploadOutput {
   pub manifest: String,
   /// xxh128 of the manifest's bytes.
   pub manifest_hash: String,
+  /// Where the manifest was stored, if it was.
+  pub manifest_key: Option<String>,
   /// Files whose hash came from the cache (not read).
   pub cached_hashes: u64,
   /// Contents known present from the cache (no request).
@@ -246,12 +250,15 @@ impl Engine {
     let entries = manifest_entries(&files, &stored.hashes);
     let manifest = manifest::encode(&entries);
     if let Some(key) = &request.manifest_key {
-      self.put_manifest(&request.bucket, key, &manifest, cancel).await?;
+      self
+        .put_manifest(&request.bucket, key, &manifest, &request.manifest_metadata, cancel)
+        .await?;
     }
     Ok(AttachmentUploadOutput {
       summary: progress.summary(),
       manifest_hash: manifest::hash_bytes(manifest.as_bytes()),
       manifest,
+      manifest_key: request.manifest_key.clone(),
       cached_hashes: stored.cached_hashes,
       cached_keys: stored.cached_keys,
       checked_keys: stored.checked_keys,
@@ -642,11 +649,13 @@ impl Engine {
       .map_err(|_| Error::invalid_value(format!("manifest s3://{bucket}/{key} is not UTF-8 text")))
   }
 
+  /// Stores a manifest (`application/json`) with its user metadata.
   pub(super) async fn put_manifest(
     &self,
     bucket: &Bucket,
     key: &str,
     manifest: &str,
+    metadata: &[(String, String)],
     cancel: &CancellationToken,
   ) -> Result<()> {
     let s3 = self.s3().await?;
@@ -658,6 +667,7 @@ impl Engine {
         .to(bucket)
         .key(key)
         .content_type("application/json")
+        .set_metadata((!metadata.is_empty()).then(|| metadata.iter().cloned().collect()))
         .body(body);
       let (sent, attempts) = counting(put.send()).await;
       sent.map_err(|e| Error::from_sdk("PutObject", bucket, Some(key), e).after_attempts(attempts))?;

@@ -362,7 +362,7 @@ impl Engine {
         let text = manifest::encode(&manifest_entries(files, mine));
         let path = input_manifest_path(&request.farm_id, &request.queue_id, &root.manifest_name());
         let key = manifest_key(&request.root_prefix, &path);
-        self.put_manifest(&request.bucket, &key, &text, cancel).await?;
+        self.put_manifest(&request.bucket, &key, &text, &[], cancel).await?;
         out.input_manifest_hash = Some(manifest::hash_bytes(text.as_bytes()));
         out.input_manifest_path = Some(path);
         out.manifest = Some(text);

@@ -137,6 +137,13 @@ fn push_json_string(out: &mut String, s: &str) {
   out.push('"');
 }
 
+/// `s` as Python's `json.dumps(s, ensure_ascii=True)` writes it (see `push_json_string`).
+pub fn json_string(s: &str) -> String {
+  let mut out = String::with_capacity(s.len() + 2);
+  push_json_string(&mut out, s);
+  out
+}
+
 /// xxh128 of a byte slice, as manifests write it.
 pub fn hash_bytes(data: &[u8]) -> String {
   format!("{:032x}", xxhash_rust::xxh3::xxh3_128(data))

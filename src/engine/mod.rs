@@ -46,7 +46,7 @@ pub use error::{Error, FileFailure, Result};
 pub use filter::{Filter, FilterRule};
 pub use job::{manifest_key, FileSystem, JobSubmission, SubmittedJob, SubmittedRoot};
 pub use object::{validate_account_id, Bucket, CustomerKey, Encryption, ObjectSettings};
-pub use outputs::{select_output_manifests, DownloadedOutputs, OutputRequest, OutputRoot};
+pub use outputs::{select_output_manifests, DownloadedOutputs, OutputRequest, OutputRoot, OutputUpload};
 pub use progress::{Phase, Progress, ProgressSink, ProgressState, Summary};
 pub use settings::Settings;
 pub use throttle::Bandwidth;

@@ -20,7 +20,7 @@ use std::time::SystemTime;
 use futures_util::{stream, StreamExt, TryStreamExt};
 
 use super::asset_roots::{Location, LocationKind};
-use super::attachments::ManifestTarget;
+use super::attachments::{AttachmentUpload, AttachmentUploadOutput, ManifestTarget};
 use super::client::Engine;
 use super::download::Conflict;
 use super::error::{Error, Result};
@@ -142,6 +142,115 @@ impl OutputRequest {
     // `/…`). One recorded on the other kind is not absolute here.
     Path::new(root_path).is_absolute().then(|| PathBuf::from(root_path))
   }
+}
+
+/// A session action's outputs, stored as Deadline's worker stores them (`AssetSync._upload_output_manifest_to_s3`):
+/// contents by hash, and the manifest at
+/// `{rootPrefix}/Manifests/{farm}/{queue}/{job}/{step}[/{task}]/{start time}_{session action}/{name}_output`, where
+/// the start time is ISO 8601 with microseconds (`2026-12-03T20:15:00.000000Z`) and the name is
+/// `xxh128(location name + root path)`, with the root path (and location name) as the manifest's metadata.
+#[derive(Debug, Clone)]
+pub struct OutputUpload {
+  /// The files: `local_dir` is where the root's files are on this machine; `manifest_key` and
+  /// `manifest_metadata` are set from the fields below.
+  pub upload: AttachmentUpload,
+  /// The farm's id.
+  pub farm_id: String,
+  /// The queue's id.
+  pub queue_id: String,
+  /// The job's id.
+  pub job_id: String,
+  /// The step's id.
+  pub step_id: String,
+  /// The task's id; `None` for a chunked step.
+  pub task_id: Option<String>,
+  /// The session action's id.
+  pub session_action_id: String,
+  /// When the session action started: orders a task's session actions.
+  pub start_time: SystemTime,
+  /// The asset root as the job records it (`attachments.manifests[i].rootPath`).
+  pub root_path: String,
+  /// Its storage-profile location (`fileSystemLocationName`).
+  pub location_name: Option<String>,
+}
+
+impl OutputUpload {
+  /// Checks everything that can be checked without the file system.
+  pub fn validate(&self) -> Result<()> {
+    self.upload.validate()?;
+    let ids = [
+      ("farmId", Some(&self.farm_id)),
+      ("queueId", Some(&self.queue_id)),
+      ("jobId", Some(&self.job_id)),
+      ("stepId", Some(&self.step_id)),
+      ("taskId", self.task_id.as_ref()),
+      ("sessionActionId", Some(&self.session_action_id)),
+    ];
+    for (what, value) in ids {
+      let Some(value) = value else { continue };
+      if value.is_empty() || value.contains(['/', '\0', '\n', '\r']) {
+        return Err(Error::invalid_value(format!(
+          "{what} '{value}' must be a non-empty string without '/' or line breaks"
+        )));
+      }
+    }
+    if self.root_path.is_empty() || self.root_path.contains(['\0', '\n', '\r']) {
+      return Err(Error::invalid_value(
+        "rootPath must be a non-empty path without line breaks",
+      ));
+    }
+    if let Some(name) = &self.location_name {
+      if name.is_empty() || !name.bytes().all(|b| (b' '..=b'~').contains(&b)) {
+        return Err(Error::invalid_value(format!(
+          "fileSystemLocationName '{name}' must be non-empty printable ASCII (S3 metadata)"
+        )));
+      }
+    }
+    if self.start_time < SystemTime::UNIX_EPOCH {
+      return Err(Error::invalid_value("startTime must not be before 1970"));
+    }
+    Ok(())
+  }
+
+  /// The output manifest's key.
+  pub fn manifest_key(&self) -> String {
+    let mut rest = format!("{}/{}/{}/{}", self.farm_id, self.queue_id, self.job_id, self.step_id);
+    if let Some(task) = &self.task_id {
+      rest.push('/');
+      rest.push_str(task);
+    }
+    let named = format!("{}{}", self.location_name.as_deref().unwrap_or(""), self.root_path);
+    let name = manifest::hash_bytes(named.as_bytes());
+    let folder = format!("{}_{}", iso_micros(self.start_time), self.session_action_id);
+    manifest_key(&self.upload.root_prefix, &format!("{rest}/{folder}/{name}_output"))
+  }
+
+  /// The output manifest's metadata, as Deadline's worker writes it: `asset-root` is the path when it is ASCII,
+  /// else (S3 metadata is ASCII) its JSON string, which `asset-root-json` then also holds.
+  pub fn metadata(&self) -> Vec<(String, String)> {
+    let mut meta = Vec::new();
+    match self.root_path.is_ascii() {
+      true => meta.push(("asset-root".to_owned(), self.root_path.clone())),
+      false => {
+        let json = manifest::json_string(&self.root_path);
+        meta.push(("asset-root".to_owned(), json.clone()));
+        meta.push(("asset-root-json".to_owned(), json));
+      }
+    }
+    if let Some(name) = &self.location_name {
+      meta.push(("file-system-location-name".to_owned(), name.clone()));
+    }
+    meta
+  }
+}
+
+/// UTC time as Deadline writes a session action's start (`%Y-%m-%dT%H:%M:%S.%fZ`).
+fn iso_micros(t: SystemTime) -> String {
+  let since = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+  let whole = aws_smithy_types::DateTime::from_secs(since.as_secs() as i64)
+    .fmt(aws_smithy_types::date_time::Format::DateTime)
+    .unwrap_or_default();
+  format!("{}.{:06}Z", whole.trim_end_matches('Z'), since.subsec_micros())
 }
 
 /// The output manifests among listed keys, as Deadline selects them (see the module documentation).
@@ -279,6 +388,19 @@ impl Engine {
     })
   }
 
+  /// Stores a session action's outputs (see `OutputUpload`).
+  pub async fn upload_job_outputs(
+    self: &Arc<Self>,
+    request: OutputUpload,
+    control: Control,
+  ) -> Result<AttachmentUploadOutput> {
+    request.validate()?;
+    let mut upload = request.upload.clone();
+    upload.manifest_key = Some(request.manifest_key());
+    upload.manifest_metadata = request.metadata();
+    self.upload_attachments(upload, control).await
+  }
+
   /// An output manifest with the root, location and time it was stored with.
   async fn read_output_manifest(&self, bucket: &Bucket, key: String) -> Result<Read> {
     let s3 = self.s3().await?;
@@ -371,6 +493,59 @@ mod tests {
       Some("/p/\u{e9}")
     );
     assert_eq!(recorded_root(&meta(&[])), None);
+  }
+
+  #[test]
+  fn output_manifests_are_named_keyed_and_labelled_as_deadlines_worker_does() {
+    let upload = |root: &str, location: Option<&str>, task: Option<&str>| OutputUpload {
+      upload: AttachmentUpload {
+        bucket: Bucket::named("b"),
+        root_prefix: "R".into(),
+        local_dir: PathBuf::from("/x"),
+        files: None,
+        manifest_key: None,
+        manifest_metadata: Vec::new(),
+        resumable: false,
+      },
+      farm_id: "farm-1".into(),
+      queue_id: "queue-1".into(),
+      job_id: "job-1".into(),
+      step_id: "step-1".into(),
+      task_id: task.map(str::to_owned),
+      session_action_id: "sessionaction-1-0".into(),
+      start_time: SystemTime::UNIX_EPOCH + std::time::Duration::from_micros(1_764_792_900_123_456),
+      root_path: root.into(),
+      location_name: location.map(str::to_owned),
+    };
+    let u = upload("/p/job", Some("Projects"), Some("task-1"));
+    // xxhash.xxh3_128_hexdigest(b"Projects/p/job")
+    let name = manifest::hash_bytes(b"Projects/p/job");
+    assert_eq!(
+      u.manifest_key(),
+      format!(
+        "R/Manifests/farm-1/queue-1/job-1/step-1/task-1/2025-12-03T20:15:00.123456Z_sessionaction-1-0/{name}_output"
+      )
+    );
+    assert_eq!(
+      u.metadata(),
+      [
+        ("asset-root".into(), "/p/job".into()),
+        ("file-system-location-name".into(), "Projects".into())
+      ]
+    );
+    let chunked = upload("/p/caf\u{e9}", None, None);
+    assert!(chunked
+      .manifest_key()
+      .starts_with("R/Manifests/farm-1/queue-1/job-1/step-1/2025-12-03T20:15:00.123456Z_"));
+    let json = "\"/p/caf\\u00e9\"".to_owned();
+    assert_eq!(
+      chunked.metadata(),
+      [("asset-root".into(), json.clone()), ("asset-root-json".into(), json)]
+    );
+    assert!(
+      upload("/p", Some("caf\u{e9}"), None).validate().is_err(),
+      "metadata is ASCII"
+    );
   }
 
   #[cfg(unix)]
