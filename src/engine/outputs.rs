@@ -294,6 +294,9 @@ fn recorded_root(metadata: &std::collections::HashMap<String, String>) -> Option
   }
 }
 
+/// A root's merged outputs: its location name, the manifests merged (oldest first), the files by path.
+type Merged = (Option<String>, Vec<String>, BTreeMap<String, ManifestEntry>);
+
 /// One output manifest as read: its key, root, location, time and entries.
 struct Read {
   key: String,
@@ -341,7 +344,7 @@ impl Engine {
     // Oldest first, as Deadline merges them (a stable sort: equal times keep the listing's order).
     read.sort_by_key(|r| r.modified);
 
-    let mut by_root: BTreeMap<String, (Option<String>, Vec<String>, BTreeMap<String, ManifestEntry>)> = BTreeMap::new();
+    let mut by_root: BTreeMap<String, Merged> = BTreeMap::new();
     for r in read {
       let (location, keys, files) = by_root.entry(r.root).or_default();
       if location.is_none() {
