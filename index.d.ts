@@ -167,6 +167,15 @@ export interface ClientOptions {
    * cache. Default: `$S3_FERRY_CACHE_DIR`, else `$XDG_CACHE_HOME/s3-ferry`, else `~/.cache/s3-ferry`.
    */
   cacheDir?: string | false
+  /**
+   * Share Deadline Cloud's own caches (its client's and DCC submitters' `hash_cache.db`, table `hashesV4`, and
+   * `s3_check_cache.db`, table `s3checkV1`): hashes and seen contents are read from them where s3-ferry's cache
+   * has none, and what s3-ferry learns is written to both, so a file hashed by one tool is not hashed by the
+   * other. `true`: Deadline's directory (`~/.deadline/job_attachments`); a string: that directory. Tied to those
+   * schema versions (deadline 0.60): a table with other columns is left alone and not shared. Needs the cache
+   * (`cacheDir` not `false`). Default: not shared.
+   */
+  deadlineCache?: boolean | string
 }
 
 /** What a download does when a destination file already exists. */

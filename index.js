@@ -140,7 +140,7 @@ function normalize(err) {
 // to the bucket's root, say. So an unknown name is an ERR_INVALID_ARG_VALUE before anything is sent.
 const CLIENT_OPTIONS = ['region', 'endpoint', 'forcePathStyle', 'credentials', 'anonymous', 'profile', 'maxPoolConnections', 'uploadWorkers',
   'downloadWorkers', 'partSize', 'multipartThreshold', 'smallFileThresholdMultiplier', 'maxAttempts', 'connectTimeoutMs',
-  'readTimeoutMs', 'checksum', 'checksumAlgorithm', 'maxBandwidth', 'configFile', 'cacheDir']
+  'readTimeoutMs', 'checksum', 'checksumAlgorithm', 'maxBandwidth', 'configFile', 'cacheDir', 'deadlineCache']
 const CALL = ['bucket', 'signal', 'onProgress', 'progressIntervalMs', 'maxBandwidth', 'expectedBucketOwner']
 // Object settings a `files` entry may set for itself; the request may also set the encryption ones.
 const OBJECT = ['contentType', 'cacheControl', 'contentDisposition', 'contentEncoding', 'contentLanguage', 'metadata', 'tagging',

@@ -7,6 +7,8 @@ environment (AWS_ENDPOINT_URL_S3, AWS_ACCESS_KEY_ID, ...), as boto3 reads them.
   {"cmd": "sync", ...}     what Deadline's worker downloads from an `attachments` object (AssetSync.sync_inputs)
   {"cmd": "outputs", ...}  a session action's outputs written and stored by Deadline's worker (AssetSync.sync_outputs)
   {"cmd": "download_outputs", ...}  a job's outputs brought back by Deadline's OutputDownloader, into given roots
+  {"cmd": "hash", ...}     files hashed by Deadline's submitter with a hash cache: how many it read, how many not
+  {"cmd": "checked", ...}  which content keys Deadline's S3 check cache vouches for
 """
 
 import json
@@ -156,8 +158,36 @@ def download_outputs(req):
     return {"roots": sorted(downloader.get_paths_by_root().keys())}
 
 
+def hash_files(req):
+    manager = S3AssetManager(
+        farm_id="farm-x",
+        queue_id="queue-x",
+        job_attachment_settings=JobAttachmentS3Settings(s3BucketName="b", rootPrefix="R"),
+        session=boto3.Session(),
+    )
+    group = manager.prepare_paths_for_upload(input_paths=req["inputs"], output_paths=[], referenced_paths=[])
+    stats, _ = manager.hash_assets_and_create_manifest(
+        group.asset_groups, group.total_input_files, group.total_input_bytes, hash_cache_dir=req["hashCacheDir"]
+    )
+    return {"hashed": stats.processed_files, "unchanged": stats.skipped_files}
+
+
+def checked(req):
+    from deadline.job_attachments.caches import S3CheckCache
+
+    with S3CheckCache(req["cacheDir"]) as cache:
+        return [cache.get_entry(f"{req['bucket']}/{key}") is not None for key in req["keys"]]
+
+
 if __name__ == "__main__":
     request = json.load(sys.stdin)
-    commands = {"prepare": prepare, "sync": sync, "outputs": outputs, "download_outputs": download_outputs}
+    commands = {
+        "prepare": prepare,
+        "sync": sync,
+        "outputs": outputs,
+        "download_outputs": download_outputs,
+        "hash": hash_files,
+        "checked": checked,
+    }
     answer = commands[request["cmd"]](request)
     json.dump(answer, sys.stdout)

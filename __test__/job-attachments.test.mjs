@@ -4,7 +4,7 @@
 // downloading what s3-ferry submitted. Deadline's side runs in __test__/deadline_interop.py.
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { before, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
@@ -373,5 +373,41 @@ test("outputs stored by uploadJobOutputs are read and downloaded by Deadline's o
   for (const dir of [theirs, mine]) {
     assert.deepEqual(allFiles(dir), ['renders/a.exr', 'renders/b.exr'])
     assert.equal(readFileSync(path.join(dir, 'renders/a.exr'), 'utf8'), 'a from task 2')
+  }
+})
+
+test("deadlineCache: hashes Deadline's submitter cached are used, and what s3-ferry hashes and finds is cached for Deadline", async () => {
+  // Deadline keys a hash by the file's mtime in local time: a zone that is not UTC (with daylight saving) makes the
+  // conversion count. Python inherits it.
+  const tz = process.env.TZ
+  process.env.TZ = 'America/New_York'
+  try {
+    const bucket = await makeBucket('dlc')
+    const d = tempDir('dlc')
+    const files = { 'a.png': bytes(3000, 1), 'sub/b.png': bytes(4000, 2), 'c.txt': 'c' }
+    writeTree(d, files)
+    // Sub-second mtimes, one of them in summer time: both are in the key.
+    utimesSync(path.join(d, 'a.png'), 1_751_000_000.123456, 1_751_000_000.123456)
+    utimesSync(path.join(d, 'c.txt'), 1_733_000_000.5, 1_733_000_000.5)
+    const inputs = Object.keys(files).map((f) => path.join(d, f))
+
+    // Deadline hashes first: s3-ferry reads no file.
+    const theirs = tempDir('deadline-cache')
+    assert.deepEqual(await deadline({ cmd: 'hash', inputs, hashCacheDir: theirs }), { hashed: 3, unchanged: 0 })
+    const client = new TransferClient(await clientOptions({ cacheDir: tempDir('cache'), deadlineCache: theirs }))
+    const out = await client.submitJobAttachments({ bucket, rootPrefix: ROOT_PREFIX, farmId: FARM, queueId: QUEUE, inputFiles: inputs })
+    assert.equal(out.cachedHashes, 3, "every hash from Deadline's cache")
+    const keys = JSON.parse(out.inputManifests[0].manifest).paths.map((p) => `${ROOT_PREFIX}/Data/${p.hash}.xxh128`)
+    assert.deepEqual(await deadline({ cmd: 'checked', bucket, keys, cacheDir: theirs }), [true, true, true], "uploaded: recorded in Deadline's S3 check cache")
+
+    // s3-ferry hashes first: Deadline reads no file.
+    const shared = tempDir('deadline-cache')
+    const other = new TransferClient(await clientOptions({ cacheDir: tempDir('cache'), deadlineCache: shared }))
+    const again = await other.submitJobAttachments({ bucket, rootPrefix: ROOT_PREFIX, farmId: FARM, queueId: QUEUE, inputFiles: inputs })
+    assert.equal(again.cachedHashes, 0)
+    assert.deepEqual(await deadline({ cmd: 'hash', inputs, hashCacheDir: shared }), { hashed: 0, unchanged: 3 })
+  } finally {
+    if (tz === undefined) delete process.env.TZ
+    else process.env.TZ = tz
   }
 })

@@ -263,6 +263,14 @@ pub struct ClientOptions {
   /// cache. Default: `$S3_FERRY_CACHE_DIR`, else `$XDG_CACHE_HOME/s3-ferry`, else `~/.cache/s3-ferry`.
   #[napi(ts_type = "string | false")]
   pub cache_dir: Option<Either<String, bool>>,
+  /// Share Deadline Cloud's own caches (its client's and DCC submitters' `hash_cache.db`, table `hashesV4`, and
+  /// `s3_check_cache.db`, table `s3checkV1`): hashes and seen contents are read from them where s3-ferry's cache
+  /// has none, and what s3-ferry learns is written to both, so a file hashed by one tool is not hashed by the
+  /// other. `true`: Deadline's directory (`~/.deadline/job_attachments`); a string: that directory. Tied to those
+  /// schema versions (deadline 0.60): a table with other columns is left alone and not shared. Needs the cache
+  /// (`cacheDir` not `false`). Default: not shared.
+  #[napi(ts_type = "boolean | string")]
+  pub deadline_cache: Option<Either<String, bool>>,
 }
 
 /// A local file and the key it is uploaded to.
@@ -629,8 +637,25 @@ impl ClientOptions {
         }
         Some(Either::A(dir)) => Some(PathBuf::from(dir)),
       },
+      deadline_cache_dir: match self.deadline_cache.take() {
+        None | Some(Either::B(false)) => None,
+        Some(Either::B(true)) => Some(engine::deadline_cache::default_dir().ok_or_else(|| {
+          Error::invalid_value("deadlineCache: no home directory to find Deadline's cache in; give its path")
+        })?),
+        Some(Either::A(dir)) if dir.is_empty() => {
+          return Err(Error::invalid_value(
+            "deadlineCache must be true, false, or a non-empty path",
+          ))
+        }
+        Some(Either::A(dir)) => Some(PathBuf::from(dir)),
+      },
       ..ClientConfig::default()
     };
+    if config.deadline_cache_dir.is_some() && config.cache_dir.is_none() {
+      return Err(Error::invalid_value(
+        "deadlineCache shares Deadline's caches through s3-ferry's own: it needs the cache (cacheDir is false)",
+      ));
+    }
     explicit.or(file).apply(&mut config);
     config.validate()?;
     Ok(config)

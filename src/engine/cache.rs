@@ -18,6 +18,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use super::deadline_cache::DeadlineCache;
+
 /// How long a key seen in S3 is trusted without asking again (the original system's 30 days).
 pub const SEEN_KEY_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 
@@ -58,6 +60,8 @@ pub struct UploadRecord {
 pub struct Cache {
   conn: Mutex<Connection>,
   path: PathBuf,
+  /// Deadline's own caches, when shared (`deadlineCache`).
+  deadline: Option<DeadlineCache>,
 }
 
 impl std::fmt::Debug for Cache {
@@ -101,7 +105,21 @@ impl Cache {
     Ok(Cache {
       conn: Mutex::new(conn),
       path,
+      deadline: None,
     })
+  }
+
+  /// Also reads and writes Deadline's caches in `dir` (see `deadline_cache`).
+  pub fn share_with_deadline(&mut self, dir: &Path) {
+    self.deadline = Some(DeadlineCache::open(dir));
+  }
+
+  /// Runs `f` on Deadline's caches when they are shared; their failures are logged, never the call's.
+  fn with_deadline<T>(&self, f: impl FnOnce(&DeadlineCache) -> Sql<T>) -> Option<T> {
+    let d = self.deadline.as_ref()?;
+    f(d)
+      .map_err(|e| tracing::warn!(target: "s3_ferry::cache", error = %e, "Deadline's cache: operation failed"))
+      .ok()
   }
 
   /// The cache file.
@@ -122,11 +140,14 @@ impl Cache {
       .iter()
       .map(|f| match f.mtime_ns {
         0 => Ok(None),
-        m => stmt
-          .query_row(params![f.path.as_os_str().as_encoded_bytes(), f.size as i64, m], |r| {
-            r.get(0)
-          })
-          .optional(),
+        m => {
+          let own: Option<String> = stmt
+            .query_row(params![f.path.as_os_str().as_encoded_bytes(), f.size as i64, m], |r| {
+              r.get(0)
+            })
+            .optional()?;
+          Ok(own.or_else(|| self.with_deadline(|d| d.hash(&f.path, m)).flatten()))
+        }
       })
       .collect()
   }
@@ -146,7 +167,17 @@ impl Cache {
         ])?;
       }
     }
-    tx.commit()
+    tx.commit()?;
+    drop(conn);
+    self.with_deadline(|d| {
+      let rows: Vec<(PathBuf, i64, String)> = rows
+        .iter()
+        .filter(|(f, _)| f.mtime_ns != 0)
+        .map(|(f, h)| (f.path.clone(), f.mtime_ns, h.clone()))
+        .collect();
+      d.put_hashes(&rows)
+    });
+    Ok(())
   }
 
   /// Forgets the hashes of these files (absolute paths), whatever size and mtime they were hashed at.
@@ -156,6 +187,7 @@ impl Cache {
     for p in paths {
       stmt.execute(params![p.as_os_str().as_encoded_bytes()])?;
     }
+    self.with_deadline(|d| d.forget_hashes(paths));
     Ok(())
   }
 
@@ -164,7 +196,20 @@ impl Cache {
     let conn = self.conn();
     let cutoff = now_secs() - SEEN_KEY_TTL.as_secs() as i64;
     let mut stmt = conn.prepare_cached("SELECT 1 FROM seen_keys WHERE scope = ?1 AND key = ?2 AND seen_at >= ?3")?;
-    keys.iter().map(|k| stmt.exists(params![scope, k, cutoff])).collect()
+    let own: Vec<bool> = keys
+      .iter()
+      .map(|k| stmt.exists(params![scope, k, cutoff]))
+      .collect::<Sql<_>>()?;
+    let theirs = self
+      .with_deadline(|d| d.seen(bucket_of(scope), keys))
+      .unwrap_or_default();
+    Ok(
+      own
+        .iter()
+        .enumerate()
+        .map(|(i, o)| *o || theirs.get(i) == Some(&true))
+        .collect(),
+    )
   }
 
   /// Remembers keys as present in `scope` now.
@@ -178,7 +223,10 @@ impl Cache {
         stmt.execute(params![scope, k, now])?;
       }
     }
-    tx.commit()
+    tx.commit()?;
+    drop(conn);
+    self.with_deadline(|d| d.put_seen(bucket_of(scope), keys));
+    Ok(())
   }
 
   /// Forgets every key seen in `scope` (one was found missing: the record of that bucket is not to be trusted).
@@ -186,6 +234,7 @@ impl Cache {
     self
       .conn()
       .execute("DELETE FROM seen_keys WHERE scope = ?1", params![scope])?;
+    self.with_deadline(|d| d.forget_bucket(bucket_of(scope)));
     Ok(())
   }
 
@@ -304,6 +353,12 @@ impl Cache {
     tx.execute("DELETE FROM uploads WHERE upload_id = ?1", params![upload_id])?;
     tx.commit()
   }
+}
+
+/// The bucket of a cache scope (`{endpoint or region} {bucket}`; bucket names have no spaces): Deadline's records
+/// are per bucket only.
+fn bucket_of(scope: &str) -> &str {
+  scope.rsplit(' ').next().unwrap_or(scope)
 }
 
 /// Runs a cache operation on the blocking pool (never on the runtime's threads); a failing cache is logged and

@@ -89,8 +89,14 @@ impl Engine {
     self
       .cache
       .get_or_init(|| async move {
+        let deadline = self.config.deadline_cache_dir.clone();
         let opened = blocking(move || {
-          Cache::open(&dir).map_err(|e| Error::invalid_value(format!("cache '{}': {e}", dir.display())))
+          let mut cache =
+            Cache::open(&dir).map_err(|e| Error::invalid_value(format!("cache '{}': {e}", dir.display())))?;
+          if let Some(d) = deadline {
+            cache.share_with_deadline(&d);
+          }
+          Ok(cache)
         })
         .await;
         match opened {

@@ -176,6 +176,8 @@ pub struct ClientConfig {
   pub max_bandwidth: Option<u64>,
   /// Directory of the local cache (file hashes, keys seen in S3, multipart uploads to resume); `None`: no cache.
   pub cache_dir: Option<std::path::PathBuf>,
+  /// Also share Deadline Cloud's caches in this directory (see `deadline_cache`); needs `cache_dir`.
+  pub deadline_cache_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for ClientConfig {
@@ -201,6 +203,7 @@ impl Default for ClientConfig {
       checksum_algorithm: ChecksumAlgorithm::default(),
       max_bandwidth: None,
       cache_dir: None,
+      deadline_cache_dir: None,
     }
   }
 }

@@ -16,6 +16,7 @@ mod checksum;
 mod client;
 pub mod config;
 mod credentials;
+pub mod deadline_cache;
 mod download;
 mod error;
 mod filter;
