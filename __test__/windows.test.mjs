@@ -200,3 +200,43 @@ test('the packed win32 package, installed into an empty folder, loads in Windows
   assert.equal(out.text, 'installed on windows')
   assert.ok(out.where.startsWith(path.join(app, 'node_modules')), `loaded from the installed package: ${out.where}`)
 })
+
+test("job attachments use the OS's own paths: Windows roots, separators and case-blind storage-profile locations there, POSIX elsewhere", async () => {
+  const client = new TransferClient(await clientOptions({ cacheDir: tempDir('cache') }))
+  const bucket = await makeBucket('winjob')
+  const proj = path.join(tempDir('winjob'), 'Proj')
+  writeTree(proj, { 'scenes/shot.blend': bytes(2000, 1), 'tex/a b.png': bytes(300, 2) })
+  const ids = { bucket, rootPrefix: 'DeadlineCloud', farmId: 'farm-1', queueId: 'queue-1' }
+  // The location as a user types it, in other case: the same directory where names fold case.
+  const location = { name: 'Projects', path: proj.toUpperCase(), type: 'LOCAL' }
+  const out = await client.submitJobAttachments({
+    ...ids,
+    inputFiles: [path.join(proj, 'scenes', 'shot.blend'), path.join(proj, 'tex', 'a b.png')],
+    outputDirectories: [path.join(proj, 'renders', 'beauty')],
+    storageProfile: { fileSystemLocations: [location] },
+  })
+  const [root] = out.attachments.manifests
+  assert.equal(root.rootPath, proj)
+  assert.equal(root.rootPathFormat, WINDOWS ? 'windows' : 'posix')
+  assert.equal(root.fileSystemLocationName, WINDOWS ? 'Projects' : undefined, 'case-blind only where the OS is')
+  assert.deepEqual(root.outputRelativeDirectories, [['renders', 'beauty'].join(WINDOWS ? '\\' : '/')])
+  assert.deepEqual(JSON.parse(out.inputManifests[0].manifest).paths.map((p) => p.path), ['scenes/shot.blend', 'tex/a b.png'])
+
+  // Outputs recorded under this root come back to it by its own path; a root recorded on the other OS needs a map.
+  const produced = tempDir('produced')
+  writeTree(produced, { 'renders/beauty/f1.exr': 'frame 1' })
+  const job = { ...ids, jobId: 'job-1', stepId: 'step-1' }
+  await client.uploadJobOutputs({ ...job, taskId: 'task-1', sessionActionId: 'sessionaction-1', rootPath: proj, localDir: produced })
+  const other = WINDOWS ? '/mnt/projects/shot' : 'C:\\Projects\\shot'
+  await client.uploadJobOutputs({ ...job, taskId: 'task-2', sessionActionId: 'sessionaction-2', rootPath: other, localDir: produced })
+  const req = { ...ids, jobId: 'job-1' }
+  const err = await client.downloadJobOutputs(req).then(() => null, (e) => e)
+  assert.equal(err?.code, 'ERR_UNMAPPED_ROOTS')
+  assert.deepEqual(err.roots, [other])
+  assert.equal(existsSync(path.join(proj, 'renders')), false, 'nothing written before the refusal')
+  const mapped = tempDir('mapped')
+  const back = await client.downloadJobOutputs({ ...req, rootMap: { [other]: mapped } })
+  assert.equal(back.summary.files, 2)
+  assert.equal(readFileSync(path.join(proj, 'renders', 'beauty', 'f1.exr'), 'utf8'), 'frame 1')
+  assert.equal(readFileSync(path.join(mapped, 'renders', 'beauty', 'f1.exr'), 'utf8'), 'frame 1')
+})
