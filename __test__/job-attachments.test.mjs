@@ -411,3 +411,20 @@ test("deadlineCache: hashes Deadline's submitter cached are used, and what s3-fe
     else process.env.TZ = tz
   }
 })
+
+test('a job with outputs and references only has roots without manifests, as Deadline gives them', async () => {
+  const bucket = await makeBucket('job')
+  const d = tempDir('outonly')
+  const client = new TransferClient(await clientOptions({ cacheDir: false }))
+  const request = { outputDirectories: [path.join(d, 'renders')], referencedPaths: [path.join(d, 'refs', 'plate.exr')] }
+  const out = await client.submitJobAttachments({ bucket, rootPrefix: ROOT_PREFIX, farmId: FARM, queueId: QUEUE, ...request })
+  const theirs = await deadline({
+    cmd: 'prepare', bucket, rootPrefix: ROOT_PREFIX, farmId: FARM, queueId: QUEUE, hashCacheDir: tempDir('dl-cache'),
+    inputs: [], outputs: request.outputDirectories, references: request.referencedPaths,
+  })
+  assert.deepEqual(out.attachments.manifests, [{ rootPath: d, rootPathFormat: 'posix', outputRelativeDirectories: ['renders'] }])
+  assert.deepEqual(theirs.map((r) => [r.rootPath, r.outputRelativeDirectories, r.manifest]), [[d, ['renders'], null]])
+  assert.deepEqual(out.inputManifests, [])
+  assert.equal(out.summary.files, 0)
+  assert.deepEqual(await listKeys(bucket), [], 'nothing stored')
+})

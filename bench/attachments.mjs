@@ -6,11 +6,15 @@
 //   one file changed   same cache: one file hashed, one HeadObject, one PutObject
 //   first upload, checksums on   as the first, with `checksum: 'whenSupported'` (AWS's default): each small
 //                      content's PUT carries its xxh128 as XXHASH128 (already computed), the big ones CRC64NVME
+//   3-root job         the same bundle submitted by submitJobAttachments as a job of three asset roots (storage
+//                      profile locations for scenes/, tex/ and tex/d1/), empty bucket and cache: one manifest each
+//   outputs download   downloadJobOutputs of two tasks' output manifests (tex/d0-d49, tex/d50-d99, stored by
+//                      uploadJobOutputs) into an empty directory: one listing, two manifests, every file fetched
 // Requests are counted per S3 operation at a pass-through proxy (scripts/fault-proxy.mjs, no faults); times
 // include that proxy (a Node process on the same 2 cores), so they are upper bounds.
 //
 //   npm run bench:attachments -- --files 10000 --runs 3
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync, existsSync } from 'node:fs'
 import { createHash } from 'node:crypto'
 import os from 'node:os'
 import path from 'node:path'
@@ -68,17 +72,17 @@ try {
     const cache = path.join(scratch, `cache-${run}`)
     const client = clientFor(cache)
     const request = { bucket, rootPrefix: 'farm/queue', localDir: src }
-    const step = async (name, c, prepare, req = request) => {
+    const step = async (name, c, prepare, req = request, call = (cl, r) => cl.uploadContentAddressed(r)) => {
       if (prepare) prepare()
       const before = { ...proxy.stats.operations }
       const cpu = process.cpuUsage()
       const t = performance.now()
-      const out = await c.uploadContentAddressed(req)
+      const out = await call(c, req)
       const seconds = (performance.now() - t) / 1000
       const used = process.cpuUsage(cpu)
       const ops = Object.fromEntries(Object.entries(proxy.stats.operations).map(([k, v]) => [k, v - (before[k] ?? 0)]).filter(([, v]) => v > 0))
       rows.push({ name, seconds, cpu: (used.user + used.system) / 1e6 })
-      counts[name] = { ops, hashed: out.summary.hashedFiles - out.cachedHashes, uploaded: out.summary.files, skipped: out.summary.skippedFiles }
+      counts[name] = { ops, hashed: out.summary.hashedFiles - (out.cachedHashes ?? 0), uploaded: out.summary.files, skipped: out.summary.skippedFiles }
     }
     await step('first upload', client)
     await step('re-upload (same cache)', client)
@@ -89,6 +93,27 @@ try {
     await sdk.send(new CreateBucketCommand({ Bucket: checked }))
     const on = clientFor(path.join(scratch, `sums-${run}`), { checksum: 'whenSupported' })
     await step('first upload, checksums on', on, null, { ...request, bucket: checked })
+
+    const job = `attach-job-${run}-${Date.now().toString(36)}`
+    await sdk.send(new CreateBucketCommand({ Bucket: job }))
+    const local = (name, dir) => ({ name, path: path.join(src, dir), type: 'LOCAL' })
+    const ids = { bucket: job, rootPrefix: 'DeadlineCloud', farmId: 'farm-1', queueId: 'queue-1' }
+    const submission = {
+      ...ids,
+      inputDirectories: [src],
+      storageProfile: { fileSystemLocations: [local('Scenes', 'scenes'), local('Textures', 'tex'), local('Set', path.join('tex', 'd1'))] },
+    }
+    const submitter = clientFor(path.join(scratch, `job-${run}`))
+    await step('3-root job', submitter, null, submission, (c, r) => c.submitJobAttachments(r))
+    const texRoot = path.join(src, 'tex')
+    const half = (from, to) => Array.from({ length: to - from }, (_, i) => `d${from + i}`)
+    for (const [task, dirs] of [['task-1', half(0, 50)], ['task-2', half(50, 100)]]) {
+      const files = dirs.flatMap((d) => readdirSync(path.join(texRoot, d)).map((f) => path.join(d, f)))
+      await submitter.uploadJobOutputs({ ...ids, jobId: 'job-1', stepId: 'step-1', taskId: task, sessionActionId: `sessionaction-${task}`, rootPath: texRoot, localDir: texRoot, files })
+    }
+    const into = path.join(scratch, `outputs-${run}`)
+    await step('outputs download', submitter, null, { ...ids, jobId: 'job-1', rootMap: { [texRoot]: into } }, (c, r) => c.downloadJobOutputs(r))
+    rmSync(into, { recursive: true, force: true })
   }
 } finally {
   await proxy.close()
@@ -101,7 +126,7 @@ const names = [...new Set(rows.map((r) => r.name))]
 const lines = [
   `Job attachments, ${N} files of 1-100 KiB (a tenth sharing content) + 3 × 200 MB, SeaweedFS on loopback, release build, median of ${opts.runs} runs (${new Date().toISOString().slice(0, 10)}, ${os.cpus().length} cores):`,
   '',
-  '| step | time | CPU (client + proxy) | files hashed | contents uploaded | files skipped | requests |',
+  '| step | time | CPU (client + proxy) | files hashed | contents moved | files skipped | requests |',
   '|---|---|---|---|---|---|---|',
   ...names.map((n) => {
     const c = counts[n]
