@@ -2,6 +2,7 @@
 //
 //   npm run bench                                   # W1 + W2, 3 runs each, s3-ferry vs lib-storage, OpenDAL, CRT
 //   npm run bench -- --workloads W2 --runs 5 --tools s3-ferry   (W1-W4; --upload-server seaweedfs)
+//   npm run bench -- --link 40,100,500 --workloads W4   # over a shaped line: 40 ms RTT, 100 Mbit/s up, 500 down
 //
 // Each transfer runs in its own process (bench/transfer.mjs) so its CPU seconds and peak RSS are its own; the
 // server's CPU seconds are read from /proc, since on 2 cores client and server share the machine. Tools
@@ -25,8 +26,12 @@ const { values: opts } = parseArgs({
     'skip-build': { type: 'boolean', default: false },
     'no-warm': { type: 'boolean', default: false },
     'upload-server': { type: 'string', default: 's3s-fs' },
+    // A real uplink between the tools and the servers (scripts/link-proxy.mjs): "rtt ms,up Mbit/s,down Mbit/s".
+    link: { type: 'string' },
   },
 })
+const LINK = opts.link ? (([rttMs, upMbit, downMbit]) => ({ rttMs, upMbit, downMbit }))(opts.link.split(',').map(Number)) : null
+if (LINK && Object.values(LINK).some((v) => !(v > 0))) throw new Error(`--link wants "rtt,up,down" (ms, Mbit/s, Mbit/s), got ${opts.link}`)
 const MiB = 1024 * 1024
 const RUNS = Number(opts.runs)
 const TOOLS = opts.tools.split(',')
@@ -167,6 +172,10 @@ const server = await startS3Server()
 const { BENCH_VERSION, startS3sFs } = await import('../scripts/s3s-fs.mjs')
 const uploadServer = opts['upload-server'] === 's3s-fs' ? await startS3sFs(bucket, SCRATCH_ROOT) : server
 const SERVER_NAMES = { upload: uploadServer === server ? 'SeaweedFS 4.48' : `s3s-fs ${BENCH_VERSION}`, download: 'SeaweedFS 4.48' }
+// Over a shaped line, each server is reached through its own link proxy (the tools' only way to it), each in a
+// process of its own: this one blocks in spawnSync while a transfer runs.
+const { spawnLinkProxy } = await import('../scripts/link-proxy.mjs')
+const links = LINK ? { upload: await spawnLinkProxy(uploadServer.endpoint, LINK), download: await spawnLinkProxy(server.endpoint, LINK) } : null
 const results = [] // { workload, direction, tool, seconds, cpuSeconds, maxRssMiB, serverCpu, files, bytes }
 try {
   await new S3Client({ endpoint: server.endpoint, region: server.region, forcePathStyle: true, credentials: server.credentials }).send(
@@ -196,7 +205,8 @@ try {
           const target = direction === 'upload' ? uploadServer : server
           const prefix = direction === 'upload' ? `${tool}/${w}/r${run}/` : seeded
           const localDir = direction === 'upload' ? src : path.join(scratch, `${tool}-${w}-${run}`)
-          const cfg = { tool, direction, endpoint: target.endpoint, region: target.region, credentials: target.credentials, bucket, prefix, localDir }
+          const endpoint = links ? links[direction].endpoint : target.endpoint
+          const cfg = { tool, direction, endpoint, region: target.region, credentials: target.credentials, bucket, prefix, localDir }
           if (direction === 'download' && !opts['no-warm']) warmMemory(workloadBytes)
           const s0 = cpuOf(target.pid)
           const r = spawnSync(...transferCommand(tool, cfg), {
@@ -222,6 +232,7 @@ try {
   }
 } finally {
   rmSync(path.join(SCRATCH_ROOT, `s3-ferry-bench-${process.pid}`), { recursive: true, force: true })
+  if (links) await Promise.all(Object.values(links).map((l) => l.close()))
   await server.stop()
   if (uploadServer !== server) await uploadServer.stop()
   restorePageReporting()
@@ -229,10 +240,10 @@ try {
 
 const cpuModel = (readFileSync('/proc/cpuinfo', 'utf8').match(/model name\s*:\s*(.*)/) || [])[1] || 'unknown CPU'
 const lines = [
-  `Benchmark ${new Date().toISOString().slice(0, 10)} on ${os.cpus().length} cores (${cpuModel}), ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}; servers on loopback: uploads to ${SERVER_NAMES.upload}, downloads from ${SERVER_NAMES.download}${SCRATCH_ROOT === '/dev/shm' ? ', into tmpfs' : ''}; median of ${RUNS} runs${pageReportingWas !== null ? '; free page reporting held off during the run' : ''}.`,
+  `Benchmark ${new Date().toISOString().slice(0, 10)} on ${os.cpus().length} cores (${cpuModel}), ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}; servers on loopback: uploads to ${SERVER_NAMES.upload}, downloads from ${SERVER_NAMES.download}${SCRATCH_ROOT === '/dev/shm' ? ', into tmpfs' : ''}${LINK ? `; every tool through a shaped line (scripts/link-proxy.mjs): ${LINK.rttMs} ms RTT, ${LINK.upMbit} Mbit/s up, ${LINK.downMbit} Mbit/s down, shared by all its connections` : ''}; median of ${RUNS} runs${pageReportingWas !== null ? '; free page reporting held off during the run' : ''}.`,
   '',
-  '| workload | direction | tool | seconds | MB/s | files/s | ratio (s3-ferry ÷ tool, throughput) | client CPU s | server CPU s | peak RSS MiB |',
-  '|---|---|---|---:|---:|---:|---:|---:|---:|---:|',
+  `| workload | direction | tool | seconds | MB/s | files/s | ratio (s3-ferry ÷ tool, throughput) | client CPU s | server CPU s | peak RSS MiB |${LINK ? ' of the line |' : ''}`,
+  `|---|---|---|---:|---:|---:|---:|---:|---:|---:|${LINK ? '---:|' : ''}`,
 ]
 for (const w of opts.workloads.split(',')) {
   for (const direction of ['upload', 'download']) {
@@ -243,11 +254,13 @@ for (const w of opts.workloads.split(',')) {
     const ours = rows.find((r) => r.tool === 's3-ferry')
     for (const r of rows) {
       const ratio = ours ? (r.seconds / ours.seconds).toFixed(2) + '×' : '—'
-      lines.push(`| ${WORKLOADS[w].title} | ${direction} | ${r.tool} | ${r.seconds.toFixed(2)} | ${(r.bytes / 1e6 / r.seconds).toFixed(1)} | ${(r.files / r.seconds).toFixed(0)} | ${r.tool === 's3-ferry' ? '1.00×' : ratio} | ${r.cpu.toFixed(2)} | ${r.server.toFixed(2)} | ${r.rss.toFixed(0)} |`)
+      // The share of the line's capacity the payload used (headers and requests not counted as payload).
+      const line = LINK ? ` ${((100 * r.bytes) / r.seconds / ((direction === 'upload' ? LINK.upMbit : LINK.downMbit) * 1e6 / 8)).toFixed(0)}% |` : ''
+      lines.push(`| ${WORKLOADS[w].title} | ${direction} | ${r.tool} | ${r.seconds.toFixed(2)} | ${(r.bytes / 1e6 / r.seconds).toFixed(1)} | ${(r.files / r.seconds).toFixed(0)} | ${r.tool === 's3-ferry' ? '1.00×' : ratio} | ${r.cpu.toFixed(2)} | ${r.server.toFixed(2)} | ${r.rss.toFixed(0)} |${line}`)
     }
   }
 }
 const table = lines.join('\n')
 console.log(table)
 mkdirSync(path.join(ROOT, 'bench', 'results'), { recursive: true })
-writeFileSync(path.join(ROOT, 'bench', 'results', 'latest.md'), table + '\n')
+writeFileSync(path.join(ROOT, 'bench', 'results', LINK ? 'link.md' : 'latest.md'), table + '\n')
